@@ -1,0 +1,224 @@
+//! What a callback can ask of the loop.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::Interest;
+use mio::event::Source;
+use mio::net::TcpStream;
+
+use crate::connection::{Connection, Ending, Finish, flag};
+use crate::core::{Core, Entry, RunState};
+use crate::handler::ConnectOptions;
+use crate::listener::{Hold, Listener, ListenerOptions};
+use crate::stats::Counters;
+use crate::timer::TimerKind;
+use crate::{ConnId, ListenerId, SourceId, TimerId};
+
+/// The loop, as seen from inside a [`Handler`](crate::Handler) callback.
+///
+/// Calls on a connection that has closed fail with `io::ErrorKind::NotConnected`; the application
+/// learns why through [`Handler::on_close`](crate::Handler::on_close), which every connection gets
+/// exactly once.
+pub struct Context<'a> {
+    pub(crate) core: &'a mut Core,
+}
+
+impl Context<'_> {
+    /// Sends `data`: written to the socket at once where it has room, the rest queued and written as the
+    /// peer reads. Past [`Config::high_watermark`](crate::Config::high_watermark) of queued output the
+    /// loop stops reading from this peer until it drains.
+    ///
+    /// Errors: `NotConnected` for a closed connection; `BrokenPipe` after a close or half-close;
+    /// `WouldBlock` when the queue would pass [`Config::max_output`](crate::Config::max_output) (nothing
+    /// is taken: send again after [`Handler::on_drained`](crate::Handler::on_drained)); `InvalidInput`
+    /// for a single `data` larger than `max_output`. A write error on the socket is not returned here:
+    /// it closes the connection and arrives as [`on_close`](crate::Handler::on_close).
+    pub fn send(&mut self, conn: ConnId, data: &[u8]) -> io::Result<()> {
+        self.core.send(conn.0, data)
+    }
+
+    /// Closes gracefully: stop reading, flush what is queued, send FIN, then close (after the peer's FIN,
+    /// or a short linger).
+    pub fn close(&mut self, conn: ConnId) -> io::Result<()> {
+        self.core.finish(conn.0, Finish::Close(Ending::Local))
+    }
+
+    /// Closes at once: drop queued output and reset the connection.
+    pub fn abort(&mut self, conn: ConnId) -> io::Result<()> {
+        self.core.abort(conn.0)
+    }
+
+    /// Half-closes: flush what is queued, then shut our sending side (the peer reads EOF) while still
+    /// reading what the peer sends.
+    pub fn shutdown_write(&mut self, conn: ConnId) -> io::Result<()> {
+        self.core.finish(conn.0, Finish::ShutdownWrite)
+    }
+
+    /// Stops reading from `conn` until [`resume_reading`](Self::resume_reading). Unread data stays in
+    /// the kernel, whose receive window then holds the peer back.
+    pub fn pause_reading(&mut self, conn: ConnId) -> io::Result<()> {
+        self.core.live_connection(conn)?.set(flag::PAUSED_BY_APP);
+        Ok(())
+    }
+
+    /// Reads from `conn` again, including data that arrived while it was paused.
+    pub fn resume_reading(&mut self, conn: ConnId) -> io::Result<()> {
+        let c = self.core.live_connection(conn)?;
+        if c.finish == Finish::None {
+            c.clear(flag::PAUSED_BY_APP);
+        }
+        self.core.queue_read(conn.0);
+        Ok(())
+    }
+
+    /// Bytes queued for `conn` and not yet written.
+    pub fn queued(&mut self, conn: ConnId) -> io::Result<usize> {
+        Ok(self.core.live_connection(conn)?.output.len())
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&mut self, conn: ConnId) -> io::Result<SocketAddr> {
+        self.core.live_connection(conn)?.stream.peer_addr()
+    }
+
+    /// Our end's address.
+    pub fn local_addr(&mut self, conn: ConnId) -> io::Result<SocketAddr> {
+        self.core.live_connection(conn)?.stream.local_addr()
+    }
+
+    /// Connects to `addr` without blocking, with TCP_NODELAY. See [`connect_with`](Self::connect_with).
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        self.connect_with(&ConnectOptions::new(addr))
+    }
+
+    /// Starts a non-blocking connect. Errors the kernel reports at once (EMFILE, EADDRNOTAVAIL,
+    /// ENETUNREACH) are returned here; otherwise the outcome arrives later as
+    /// [`on_open`](crate::Handler::on_open) with [`Origin::Connected`](crate::Origin::Connected), or as
+    /// [`on_close`](crate::Handler::on_close) with [`CloseReason::ConnectFailed`]. Data sent before the
+    /// connect completes is queued. [`Config::idle_timeout`](crate::Config::idle_timeout) bounds how long
+    /// it may take.
+    pub fn connect_with(&mut self, options: &ConnectOptions) -> io::Result<ConnId> {
+        let socket = crate::sys::connect_nonblocking(options)?;
+        let stream = TcpStream::from_std(socket.into());
+        let conn = Connection::new(stream, self.core.now, false, true);
+        let key = self.core.insert(
+            Entry::Connection(conn),
+            |e| match e {
+                Entry::Connection(c) => Some(&mut c.stream),
+                _ => None,
+            },
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        if let Some(c) = self.core.connection(key) {
+            c.set(if options.nodelay { 0 } else { flag::NO_NODELAY });
+        }
+        self.core.counters.active += 1;
+        self.core.arm_idle_timer(key);
+        Ok(ConnId(key))
+    }
+
+    /// Opens a listener; accepted connections arrive as [`on_open`](crate::Handler::on_open).
+    pub fn listen(&mut self, options: &ListenerOptions) -> io::Result<ListenerId> {
+        if self.core.state != RunState::Running {
+            return Err(io::Error::other("the loop is shutting down"));
+        }
+        let socket = options.bind()?;
+        let listener = Listener {
+            socket,
+            nodelay: options.nodelay,
+            hold: options.paused.then_some(Hold::Paused),
+            backoff: self.core.config.accept_backoff,
+            retry_armed: false,
+        };
+        let key = self.core.insert(
+            Entry::Listener(listener),
+            |e| match e {
+                Entry::Listener(l) => Some(&mut l.socket),
+                _ => None,
+            },
+            Interest::READABLE,
+        )?;
+        Ok(ListenerId(key))
+    }
+
+    /// The address a listener is bound to (with the real port when it was bound to port 0).
+    pub fn listener_addr(&mut self, listener: ListenerId) -> io::Result<SocketAddr> {
+        match self.core.listener(listener.0) {
+            Some(l) => l.socket.local_addr(),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),
+        }
+    }
+
+    /// Closes a listener. Peers still in its accept queue are reset by the kernel.
+    pub fn close_listener(&mut self, listener: ListenerId) -> io::Result<()> {
+        self.core.remove_listener(listener.0)
+    }
+
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag` once `after` has passed.
+    pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
+        TimerId(self.core.set_timer(after, TimerKind::User(tag)))
+    }
+
+    /// Cancels a timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.core.timers.cancel(timer.0)
+    }
+
+    /// Registers one of the application's own sources (for example a `signal_hook_mio::v1_0::Signals`);
+    /// its readiness arrives as [`on_source_ready`](crate::Handler::on_source_ready). The application
+    /// keeps the source and must [`deregister`](Self::deregister) it before dropping it.
+    pub fn register(&mut self, source: &mut dyn Source, interest: Interest) -> io::Result<SourceId> {
+        let key = self.core.insert(Entry::Source, |_| None, interest)?;
+        log::trace!("register {key:?} {interest:?}");
+        if let Err(e) = self.core.registry.register(source, key.token(), interest) {
+            self.core.slots.remove(key.slot);
+            return Err(e);
+        }
+        Ok(SourceId(key))
+    }
+
+    /// Removes a source registered with [`register`](Self::register).
+    pub fn deregister(&mut self, source: &mut dyn Source, id: SourceId) -> io::Result<()> {
+        match self.core.entry(id.0) {
+            Some(Entry::Source) => {
+                self.core.slots.remove(id.0.slot);
+                self.core.registry.deregister(source)
+            }
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, format!("{id} is not registered"))),
+        }
+    }
+
+    /// Stops the loop after this turn, closing nothing (see [`Handle::stop`](crate::Handle::stop)).
+    pub fn stop(&mut self) {
+        self.core.state = RunState::Stopped;
+    }
+
+    /// Begins a graceful shutdown (see [`Handle::shutdown`](crate::Handle::shutdown)).
+    pub fn shutdown(&mut self, deadline: Duration) {
+        self.core.shutdown_requested.get_or_insert(deadline);
+    }
+
+    /// The loop's counters as of now.
+    pub fn stats(&self) -> &Counters {
+        &self.core.counters
+    }
+
+    /// The time this loop turn began: cheaper than `Instant::now()` and the same for every callback in
+    /// the turn.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// Connections open in this loop, accepted and outbound.
+    pub fn connections(&self) -> usize {
+        self.core.counters.active as usize
+    }
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("connections", &self.core.counters.active).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,222 @@
+//! The embedding API: what the loop tells the application, and what the application answers.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use mio::event::Event;
+
+use crate::{ConnId, Context, ListenerId, SourceId, TimerId};
+
+/// The application's side of the loop. Only [`on_data`](Handler::on_data) is required; every other
+/// callback has a sensible default.
+///
+/// Callbacks run on the loop's thread and must not block: a callback that waits stalls every
+/// connection. Everything a callback wants done (send, close, connect, set a timer) goes through the
+/// [`Context`].
+pub trait Handler {
+    /// What other threads can deliver through a [`Handle`](crate::Handle). Use `()` if unused.
+    type Message: Send + 'static;
+
+    /// Bytes arrived on `conn`. `data` lives in the loop's shared read buffer: copy what must outlive the
+    /// call. The answer says whether to keep reading from this peer.
+    fn on_data(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: &[u8]) -> Next;
+
+    /// A connection is open: accepted from one of the loop's listeners, or an outbound connect completed.
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, origin: Origin) {
+        let _ = (ctx, conn, origin);
+    }
+
+    /// The peer closed its sending side (it will send nothing more; it may still read). The default
+    /// finishes the conversation: flush what is queued, shut our sending side, close.
+    fn on_eof(&mut self, ctx: &mut Context<'_>, conn: ConnId) -> AfterEof {
+        let _ = (ctx, conn);
+        AfterEof::Close
+    }
+
+    /// A connection is gone: its socket is closed and its id is no longer valid. Called exactly once for
+    /// every connection, whatever the reason, including outbound connects that failed.
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
+        let _ = (ctx, conn, reason);
+    }
+
+    /// Everything queued for `conn` has been written (called only after a send had to queue). Use it to
+    /// resume a producer that [`Context::send`] refused with `WouldBlock`.
+    fn on_drained(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
+    /// A timer set with [`Context::set_timer`] expired.
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId, tag: u64) {
+        let _ = (ctx, timer, tag);
+    }
+
+    /// Another thread sent a message through a [`Handle`](crate::Handle).
+    fn on_message(&mut self, ctx: &mut Context<'_>, message: Self::Message) {
+        let _ = (ctx, message);
+    }
+
+    /// A source registered with [`Context::register`] is ready. Drain it until `WouldBlock`: readiness
+    /// is edge-triggered and will not be reported again for data already there.
+    fn on_source_ready(&mut self, ctx: &mut Context<'_>, source: SourceId, event: &Event) {
+        let _ = (ctx, source, event);
+    }
+
+    /// A graceful shutdown began ([`Context::shutdown`] or [`Handle::shutdown`](crate::Handle::shutdown)):
+    /// listeners are already closed, and every connection will be flushed and closed.
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+}
+
+/// What [`Handler::on_data`] wants next for the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep reading.
+    Continue,
+    /// Stop reading from this peer until [`Context::resume_reading`]; unread bytes wait in the kernel,
+    /// whose window then slows the peer down.
+    Pause,
+    /// Flush what is queued, then close.
+    Close,
+}
+
+/// What happens after the peer's EOF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterEof {
+    /// Flush what is queued, shut our sending side, then close.
+    Close,
+    /// Leave the connection open for writing; the application closes or half-closes it later.
+    KeepOpen,
+}
+
+/// How a connection came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Accepted on one of the loop's listeners.
+    Accepted(ListenerId),
+    /// An outbound connect made with [`Context::connect`] completed.
+    Connected,
+}
+
+/// Why a connection closed. Its [`kind`](CloseReason::kind) is what the loop counts.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The conversation ended normally: the peer sent EOF and everything was flushed.
+    PeerClosed,
+    /// The application closed it ([`Next::Close`], [`Context::close`]) after flushing.
+    Local,
+    /// The application aborted it ([`Context::abort`]): queued output was dropped.
+    Aborted,
+    /// The peer reset the connection (ECONNRESET, EPIPE).
+    Reset,
+    /// No byte moved for [`Config::idle_timeout`](crate::Config::idle_timeout).
+    IdleTimeout,
+    /// The loop shut down; output was flushed where the deadline allowed.
+    Shutdown,
+    /// An outbound connect failed (for example ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH).
+    ConnectFailed(io::Error),
+    /// Any other I/O error on the socket.
+    Error(io::Error),
+}
+
+impl CloseReason {
+    /// The reason without its payload, for counting and matching.
+    pub fn kind(&self) -> CloseKind {
+        match self {
+            CloseReason::PeerClosed => CloseKind::PeerClosed,
+            CloseReason::Local => CloseKind::Local,
+            CloseReason::Aborted => CloseKind::Aborted,
+            CloseReason::Reset => CloseKind::Reset,
+            CloseReason::IdleTimeout => CloseKind::IdleTimeout,
+            CloseReason::Shutdown => CloseKind::Shutdown,
+            CloseReason::ConnectFailed(_) => CloseKind::ConnectFailed,
+            CloseReason::Error(_) => CloseKind::Error,
+        }
+    }
+
+    pub(crate) fn from_io(error: io::Error) -> CloseReason {
+        match error.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+                CloseReason::Reset
+            }
+            _ => CloseReason::Error(error),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
+            CloseReason::Error(e) => write!(f, "I/O error: {e}"),
+            other => f.write_str(other.kind().name()),
+        }
+    }
+}
+
+/// [`CloseReason`] without its payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)] // each variant is documented on CloseReason
+pub enum CloseKind {
+    PeerClosed,
+    Local,
+    Aborted,
+    Reset,
+    IdleTimeout,
+    Shutdown,
+    ConnectFailed,
+    Error,
+}
+
+impl CloseKind {
+    /// Every kind, in the order [`Stats`](crate::Stats) keeps them.
+    pub const ALL: [CloseKind; 8] = [
+        CloseKind::PeerClosed,
+        CloseKind::Local,
+        CloseKind::Aborted,
+        CloseKind::Reset,
+        CloseKind::IdleTimeout,
+        CloseKind::Shutdown,
+        CloseKind::ConnectFailed,
+        CloseKind::Error,
+    ];
+
+    /// A short snake_case name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseKind::PeerClosed => "peer_closed",
+            CloseKind::Local => "local",
+            CloseKind::Aborted => "aborted",
+            CloseKind::Reset => "reset",
+            CloseKind::IdleTimeout => "idle_timeout",
+            CloseKind::Shutdown => "shutdown",
+            CloseKind::ConnectFailed => "connect_failed",
+            CloseKind::Error => "error",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where to connect and how, for [`Context::connect_with`].
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// The peer.
+    pub addr: SocketAddr,
+    /// Bind to this local address first (port 0 lets the kernel choose the port at connect time, so many
+    /// source addresses can each use the whole ephemeral range).
+    pub bind: Option<SocketAddr>,
+    /// Set TCP_NODELAY once connected.
+    pub nodelay: bool,
+}
+
+impl ConnectOptions {
+    /// Connect to `addr` from any local address, with TCP_NODELAY.
+    pub fn new(addr: SocketAddr) -> ConnectOptions {
+        ConnectOptions { addr, bind: None, nodelay: true }
+    }
+}

@@ -1,0 +1,105 @@
+//! A readiness-driven event loop over [`mio`]: one thread, many sockets.
+//!
+//! # Two ways to serve many peers
+//! The socket API blocks by default: `accept` waits for a peer, `recv` waits for bytes. A server built
+//! that way needs one thread per peer, and every idle peer costs a thread (a stack, a scheduler entry):
+//! threads, not sockets, become the limit.
+//!
+//! This crate takes the other road. Every socket is non-blocking and registered with one poller (epoll on
+//! Linux, kqueue on BSD and macOS). The loop waits once for *any* socket to become ready, then does exactly
+//! the I/O that will not block — accept until `WouldBlock`, read until the socket is drained, write what
+//! the socket takes — and goes back to waiting. One thread holds tens of thousands of peers; an idle peer
+//! costs a table entry and its kernel socket, no heap buffer.
+//!
+//! # What the loop does for you
+//! - **Accept** on every listener until `WouldBlock`. Out of descriptors (EMFILE, ENFILE) or memory
+//!   (ENOBUFS, ENOMEM): stop accepting and try again as soon as one of our connections closes, or after
+//!   a back-off — never spin. At [`Config::max_connections`], leave peers in the kernel's accept queue
+//!   and resume when a slot frees.
+//! - **Read** into one buffer shared by all connections and hand the bytes to [`Handler::on_data`]. A
+//!   per-turn budget parks a flooding peer until the next turn, so it cannot starve the others.
+//! - **Write** straight to the socket; queue only what it does not take, and ask for WRITABLE only while
+//!   something is queued. Past [`Config::high_watermark`] of queued output, stop reading from that peer
+//!   until it drains below [`Config::low_watermark`]: a peer that sends but never reads cannot grow the
+//!   server's memory. [`Config::max_output`] is the hard cap per connection.
+//! - **Half-close**: on the peer's EOF, flush, shut our sending side, close. A reset or error closes
+//!   only that connection, and [`Handler::on_close`] says why.
+//! - **Timers** (idle timeouts, the application's own) set the poll timeout.
+//! - **Other threads** reach the loop through a [`Handle`]: stop, graceful shutdown, messages.
+//!
+//! # Tokens and generations
+//! Each entry's `mio::Token` packs its slot with a generation. An event that was already in the batch
+//! when its connection closed cannot reach a new connection that took the same slot: the generations
+//! differ and the event is dropped. [`ConnId`]s carry the same generation, so a stale id held by the
+//! application is refused instead of reaching a stranger.
+//!
+//! # What it does not do
+//! It does not parse protocols, encrypt, or spread one connection's work over threads. For more than one
+//! core, run one loop per core, each with its own SO_REUSEPORT listener on the same port
+//! ([`ListenerOptions::reuse_port`]); past one process's descriptor limit, run several processes.
+//!
+//! # Example: an echo server
+//! ```
+//! use reactor::{Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     type Message = ();
+//!     fn on_data(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: &[u8]) -> Next {
+//!         // Back-pressure keeps the queue below `max_output`, so an echo is never refused.
+//!         match ctx.send(conn, data) {
+//!             Ok(()) => Next::Continue,
+//!             Err(_) => Next::Close,
+//!         }
+//!     }
+//! }
+//!
+//! let mut event_loop = EventLoop::new(Config::default(), Echo)?;
+//! let (_, addr) = event_loop.listen(&ListenerOptions::new("127.0.0.1:0".parse().unwrap()))?;
+//! # let handle = event_loop.handle();
+//! # let server = std::thread::spawn(move || event_loop.run());
+//! # use std::io::{Read, Write};
+//! # let mut peer = std::net::TcpStream::connect(addr)?;
+//! # peer.write_all(b"hello")?;
+//! # let mut reply = [0; 5];
+//! # peer.read_exact(&mut reply)?;
+//! # assert_eq!(&reply, b"hello");
+//! # handle.shutdown(std::time::Duration::from_secs(1))?;
+//! # server.join().unwrap()?;
+//! // event_loop.run() serves until a Handle stops or shuts it down.
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+mod config;
+mod connection;
+mod context;
+mod core;
+mod dispatch;
+mod event_loop;
+mod handle;
+mod handler;
+mod io_util;
+mod listener;
+mod output;
+mod stats;
+pub mod sys;
+mod timer;
+mod token;
+
+pub use config::{Config, ConfigError};
+pub use context::Context;
+pub use event_loop::{EventLoop, Turn};
+pub use handle::Handle;
+pub use handler::{AfterEof, CloseKind, CloseReason, ConnectOptions, Handler, Next, Origin};
+pub use io_util::errno_name;
+pub use listener::ListenerOptions;
+pub use stats::{AcceptErrorKind, Counters, Stats};
+pub use token::{ConnId, ListenerId, SourceId, TimerId};
+
+/// The `mio` types that appear in this crate's API (`Interest`, `Event`, `Source`), re-exported so that
+/// users need not pin the same `mio` version themselves.
+pub use mio;

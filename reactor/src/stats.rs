@@ -1,0 +1,174 @@
+//! Counters that other threads can read while the loop runs.
+//!
+//! The hot path never touches an atomic: the loop counts in plain integers and publishes them once per
+//! turn, so a reader sees values at most one turn old.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::handler::CloseKind;
+
+/// Accept errors the loop tells apart; everything else is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AcceptErrorKind {
+    /// The process is out of descriptors (RLIMIT_NOFILE).
+    Emfile,
+    /// The system is out of descriptors (fs.file-max).
+    Enfile,
+    /// The kernel is out of socket buffers.
+    Enobufs,
+    /// The kernel is out of memory.
+    Enomem,
+    /// The peer reset the connection before it was accepted.
+    Econnaborted,
+    /// Anything else.
+    Other,
+}
+
+impl AcceptErrorKind {
+    /// Every kind, in the order [`Stats`] keeps them.
+    pub const ALL: [AcceptErrorKind; 6] = [
+        AcceptErrorKind::Emfile,
+        AcceptErrorKind::Enfile,
+        AcceptErrorKind::Enobufs,
+        AcceptErrorKind::Enomem,
+        AcceptErrorKind::Econnaborted,
+        AcceptErrorKind::Other,
+    ];
+
+    /// The errno name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AcceptErrorKind::Emfile => "EMFILE",
+            AcceptErrorKind::Enfile => "ENFILE",
+            AcceptErrorKind::Enobufs => "ENOBUFS",
+            AcceptErrorKind::Enomem => "ENOMEM",
+            AcceptErrorKind::Econnaborted => "ECONNABORTED",
+            AcceptErrorKind::Other => "OTHER",
+        }
+    }
+
+    pub(crate) fn of(error: &std::io::Error) -> AcceptErrorKind {
+        use nix::libc;
+        match error.raw_os_error() {
+            Some(libc::EMFILE) => AcceptErrorKind::Emfile,
+            Some(libc::ENFILE) => AcceptErrorKind::Enfile,
+            Some(libc::ENOBUFS) => AcceptErrorKind::Enobufs,
+            Some(libc::ENOMEM) => AcceptErrorKind::Enomem,
+            Some(libc::ECONNABORTED) => AcceptErrorKind::Econnaborted,
+            _ => AcceptErrorKind::Other,
+        }
+    }
+}
+
+/// The loop's counters as plain numbers: the loop's own tally, and what [`Stats::snapshot`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections accepted from listeners.
+    pub accepted: u64,
+    /// Outbound connects that completed.
+    pub connected: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Bytes read from peers.
+    pub bytes_in: u64,
+    /// Bytes written to peers.
+    pub bytes_out: u64,
+    /// Closed connections by [`CloseKind`], indexed as [`CloseKind::ALL`].
+    pub closed: [u64; 8],
+    /// Accept errors by [`AcceptErrorKind`], indexed as [`AcceptErrorKind::ALL`].
+    pub accept_errors: [u64; 6],
+    /// Times the loop stopped accepting because [`Config::max_connections`](crate::Config) was reached.
+    pub accept_paused_at_cap: u64,
+    /// Events that arrived for an entry already closed (dropped by the generation check).
+    pub stale_events: u64,
+    /// Loop turns (polls).
+    pub turns: u64,
+}
+
+impl Counters {
+    /// Closed connections of one kind.
+    pub fn closed(&self, kind: CloseKind) -> u64 {
+        self.closed[kind.index()]
+    }
+
+    /// Accept errors of one kind.
+    pub fn accept_errors(&self, kind: AcceptErrorKind) -> u64 {
+        self.accept_errors[kind as usize]
+    }
+
+    /// Closed connections of every kind.
+    pub fn closed_total(&self) -> u64 {
+        self.closed.iter().sum()
+    }
+}
+
+/// The loop's counters, shared with other threads through [`Handle::stats`](crate::Handle::stats) or
+/// [`EventLoop::stats`](crate::EventLoop::stats).
+#[derive(Debug, Default)]
+pub struct Stats {
+    accepted: AtomicU64,
+    connected: AtomicU64,
+    active: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    closed: [AtomicU64; 8],
+    accept_errors: [AtomicU64; 6],
+    accept_paused_at_cap: AtomicU64,
+    stale_events: AtomicU64,
+    turns: AtomicU64,
+}
+
+impl Stats {
+    /// A copy of every counter, as of the end of the loop's last turn.
+    pub fn snapshot(&self) -> Counters {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        Counters {
+            accepted: load(&self.accepted),
+            connected: load(&self.connected),
+            active: load(&self.active),
+            bytes_in: load(&self.bytes_in),
+            bytes_out: load(&self.bytes_out),
+            closed: std::array::from_fn(|i| load(&self.closed[i])),
+            accept_errors: std::array::from_fn(|i| load(&self.accept_errors[i])),
+            accept_paused_at_cap: load(&self.accept_paused_at_cap),
+            stale_events: load(&self.stale_events),
+            turns: load(&self.turns),
+        }
+    }
+
+    pub(crate) fn publish(&self, c: &Counters) {
+        let store = |a: &AtomicU64, v: u64| a.store(v, Relaxed);
+        store(&self.accepted, c.accepted);
+        store(&self.connected, c.connected);
+        store(&self.active, c.active);
+        store(&self.bytes_in, c.bytes_in);
+        store(&self.bytes_out, c.bytes_out);
+        for (a, v) in self.closed.iter().zip(c.closed) {
+            store(a, v);
+        }
+        for (a, v) in self.accept_errors.iter().zip(c.accept_errors) {
+            store(a, v);
+        }
+        store(&self.accept_paused_at_cap, c.accept_paused_at_cap);
+        store(&self.stale_events, c.stale_events);
+        store(&self.turns, c.turns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_returns_what_was_published() {
+        let stats = Stats::default();
+        let mut counters = Counters { accepted: 3, bytes_in: 99, ..Counters::default() };
+        counters.closed[CloseKind::Reset.index()] = 2;
+        counters.accept_errors[AcceptErrorKind::Emfile as usize] = 5;
+        stats.publish(&counters);
+        let seen = stats.snapshot();
+        assert_eq!(seen, counters);
+        assert_eq!(seen.closed(CloseKind::Reset), 2);
+        assert_eq!(seen.accept_errors(AcceptErrorKind::Emfile), 5);
+    }
+}
