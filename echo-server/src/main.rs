@@ -1,1 +1,47 @@
-fn main() {}
+//! `echo-server`: every byte a peer sends comes back, served either by the reactor (one thread, every
+//! socket non-blocking) or by the blocking model (one thread per peer), so the two can be compared on
+//! the same machine.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the server cannot start or a worker
+//! dies, 2 for bad command-line input.
+#![forbid(unsafe_code)]
+
+mod blocking;
+mod cli;
+mod echo;
+mod served;
+mod signals;
+mod workers;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Mode};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("echo-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    cli.validate()?;
+    match reactor::sys::raise_fd_limit() {
+        Ok((before, after)) => log::info!("descriptor limit: {before} at start, {after} now"),
+        Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
+    }
+    if cli.workers > 1 {
+        return workers::supervise(&cli);
+    }
+    match cli.mode {
+        Mode::Reactor => echo::serve(&cli),
+        Mode::Blocking => blocking::serve(&cli),
+    }
+}

@@ -8,32 +8,14 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use reactor::{CloseKind, Config};
-use testkit::{EchoJob, EchoRun, Rng, payload};
+use testkit::{EchoJob, EchoRun, payload};
 use util::{Echo, Server};
-
-/// Sizes spread evenly over the powers of two between 1 B and 1 MiB, so tiny and huge both occur.
-fn sizes(count: usize, seed: u64) -> Vec<usize> {
-    let mut rng = Rng::new(seed);
-    let mut sizes: Vec<usize> = (0..count)
-        .map(|_| {
-            let exponent = rng.between(0, 20);
-            rng.between(1 << exponent.saturating_sub(1), 1 << exponent)
-        })
-        .collect();
-    sizes[0] = 1;
-    sizes[1] = 1 << 20;
-    sizes
-}
 
 #[test]
 fn thousand_concurrent_connections_get_every_byte_back() {
     testkit::raise_fd_limit(2_200);
     let server = Server::start(Config::default(), Echo::default());
-    let jobs = sizes(1_000, 7)
-        .into_iter()
-        .enumerate()
-        .map(|(i, len)| EchoJob { payload: payload(i as u64, len), half_close: false })
-        .collect::<Vec<_>>();
+    let jobs = testkit::echo_jobs(&testkit::spread_sizes(1_000, 1 << 20, 7), false);
     let expected: u64 = jobs.iter().map(|j| j.payload.len() as u64).sum();
     let echoed = EchoRun { addr: server.addr, jobs, deadline: Duration::from_secs(120) }.run().unwrap();
     assert_eq!(echoed, expected);
@@ -55,58 +37,14 @@ fn half_close_returns_every_byte_then_eof() {
 
 #[test]
 fn a_peer_that_never_reads_is_bounded_and_then_gets_everything_in_order() {
-    const TOTAL: usize = 64 << 20;
     let config = Config::default();
     let bound = config.high_watermark + config.read_buffer;
     let server = Server::start(config, Echo::default());
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_nonblocking(true).unwrap();
-    let data = payload(99, TOTAL);
-    // Send without reading until the server stops taking bytes: its reading is paused.
-    let mut sent = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stalled_since: Option<Instant> = None;
-    while sent < TOTAL && Instant::now() < deadline {
-        match stream.write(&data[sent..]) {
-            Ok(n) => {
-                sent += n;
-                stalled_since = None;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let since = *stalled_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_millis(300) {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("write: {e}"),
-        }
-    }
-    assert!(sent < TOTAL, "the server kept reading 64 MiB from a peer that never read");
-    let taken = server.stats.snapshot().bytes_in;
-    assert!(taken as usize <= sent);
-    // Now read everything back while sending the rest.
-    let mut received = Vec::with_capacity(TOTAL);
-    let mut buffer = vec![0; 1 << 16];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while received.len() < TOTAL {
-        assert!(Instant::now() < deadline, "echo stalled at {} of {TOTAL}", received.len());
-        if sent < TOTAL {
-            match stream.write(&data[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("write: {e}"),
-            }
-        }
-        match stream.read(&mut buffer) {
-            Ok(0) => panic!("EOF after {} bytes", received.len()),
-            Ok(n) => received.extend_from_slice(&buffer[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    assert!(received == data, "the echo differs from what was sent");
-    drop(stream);
+    let stats = server.stats.clone();
+    testkit::flood_then_drain(server.addr, 64 << 20, |sent| {
+        assert!(stats.snapshot().bytes_in as usize <= sent);
+    })
+    .unwrap();
     let echo = server.finish();
     assert!(echo.max_queued <= bound, "queued {} B, bound {bound} B", echo.max_queued);
     assert_eq!(echo.refused_sends, 0);

@@ -42,6 +42,98 @@ impl Rng {
     }
 }
 
+/// `count` sizes spread evenly over the powers of two from 1 B to `max`, so tiny and huge both occur;
+/// the first is always 1 B and the second always `max`.
+pub fn spread_sizes(count: usize, max: usize, seed: u64) -> Vec<usize> {
+    let mut rng = Rng::new(seed);
+    let top = max.ilog2() as usize;
+    let mut sizes: Vec<usize> = (0..count)
+        .map(|_| {
+            let exponent = rng.between(0, top);
+            rng.between(1 << exponent.saturating_sub(1), (1 << exponent).min(max))
+        })
+        .collect();
+    sizes[..count.min(2)].copy_from_slice(&[1, max][..count.min(2)]);
+    sizes
+}
+
+/// One job per size, each with its own payload.
+pub fn echo_jobs(sizes: &[usize], half_close: bool) -> Vec<EchoJob> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| EchoJob { payload: payload(i as u64, len), half_close })
+        .collect()
+}
+
+/// Sends `total` bytes to an echo server without reading until the server stops taking them (its
+/// back-pressure), calls `while_stalled` with the bytes sent so far, then reads everything back while
+/// sending the rest, and checks that the echo is byte-identical. Returns the bytes sent before the
+/// stall.
+pub fn flood_then_drain(
+    addr: SocketAddr,
+    total: usize,
+    while_stalled: impl FnOnce(usize),
+) -> Result<usize, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let data = payload(99, total);
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stalled_since: Option<Instant> = None;
+    while sent < total {
+        if Instant::now() > deadline {
+            return Err("the server neither took the data nor stalled".into());
+        }
+        match stream.write(&data[sent..]) {
+            Ok(n) => {
+                sent += n;
+                stalled_since = None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Stalled for a while: the server has stopped reading.
+                if stalled_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            Err(e) => return Err(format!("write at byte {sent}: {e}")),
+        }
+    }
+    if sent == total {
+        return Err(format!("the server read all {total} bytes from a peer that never read"));
+    }
+    let stalled_at = sent;
+    while_stalled(stalled_at);
+    let mut received = 0;
+    let mut buffer = vec![0; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received < total {
+        if Instant::now() > deadline {
+            return Err(format!("echo stalled at {received} of {total} bytes"));
+        }
+        if sent < total {
+            match stream.write(&data[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("write at byte {sent}: {e}")),
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => return Err(format!("EOF after {received} of {total} bytes")),
+            Ok(n) => {
+                if data[received..received + n] != buffer[..n] {
+                    return Err(format!("wrong bytes in the echo after offset {received}"));
+                }
+                received += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(e) => return Err(format!("read at byte {received}: {e}")),
+        }
+    }
+    Ok(stalled_at)
+}
+
 /// What one connection of an [`EchoRun`] must do.
 #[derive(Clone, Debug)]
 pub struct EchoJob {

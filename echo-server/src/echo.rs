@@ -1,0 +1,123 @@
+//! Reactor mode: the echo handler and the loops that run it, one per thread.
+
+use std::error::Error;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use log::{error, info};
+use reactor::{Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next};
+
+use crate::cli::Cli;
+use crate::served::{self, Event};
+
+/// Sends every byte back. Back-pressure keeps each connection's queue below the output cap, so a send
+/// is refused only when the connection is already closing.
+#[derive(Debug)]
+pub struct Echo;
+
+impl Handler for Echo {
+    type Message = ();
+
+    fn on_data(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: &[u8]) -> Next {
+        match ctx.send(conn, data) {
+            Ok(()) => Next::Continue,
+            Err(_) => Next::Close,
+        }
+    }
+}
+
+/// Runs `--threads` loops until SIGINT/SIGTERM, then shuts them down gracefully.
+pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
+    let threads = cli.threads as usize;
+    let config = Config {
+        max_connections: cli.max_conns().map_or(Config::default().max_connections, |m| m.div_ceil(threads)),
+        idle_timeout: cli.idle_timeout(),
+        raise_fd_limit: false,
+        ..Config::default()
+    };
+    let mut addr = cli.addr;
+    let mut loops = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let mut event_loop = EventLoop::new(config.clone(), Echo)?;
+        let options = ListenerOptions::new(addr)
+            .backlog(cli.backlog)
+            .reuse_port(threads > 1 || cli.reuse_port)
+            .paused(cli.pause_accept);
+        // The first listener may have been given port 0: the rest join it on the port it got.
+        addr = event_loop.listen(&options)?.1;
+        loops.push(event_loop);
+    }
+    served::print_listening(addr)?;
+    info!("{threads} event loop(s) on {addr}, backlog {}", cli.backlog);
+
+    let (events, waiting) = mpsc::channel();
+    crate::signals::forward_to(events.clone())?;
+    let handles: Vec<_> = loops.iter().map(EventLoop::handle).collect();
+    for (index, mut event_loop) in loops.into_iter().enumerate() {
+        let events = events.clone();
+        std::thread::Builder::new().name(format!("loop-{index}")).spawn(move || {
+            let result = event_loop.run();
+            let _ = events.send(Event::Ended { index, result });
+        })?;
+    }
+
+    let stats_every = cli.stats_interval();
+    let mut next_stats = stats_every.map(|every| Instant::now() + every);
+    let mut running = threads;
+    let mut failed = false;
+    let mut shutdown_deadline: Option<Instant> = None;
+    while running > 0 {
+        let wait = match (next_stats, shutdown_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|at| at.saturating_duration_since(Instant::now()));
+        let event = match wait {
+            Some(wait) => waiting.recv_timeout(wait).ok(),
+            None => waiting.recv().ok(),
+        };
+        match event {
+            Some(Event::Signal(signal)) if shutdown_deadline.is_none() => {
+                info!("signal {signal}: shutting down, flushing for up to {:?}", cli.shutdown_timeout());
+                for handle in &handles {
+                    handle.shutdown(cli.shutdown_timeout())?;
+                }
+                shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout() + Duration::from_secs(2));
+            }
+            Some(Event::Signal(_)) => {}
+            Some(Event::Ended { index, result }) => {
+                running -= 1;
+                if let Err(e) = result {
+                    error!("event loop {index} failed: {e}");
+                    failed = true;
+                }
+                if shutdown_deadline.is_none() {
+                    // A loop ended without being asked to: take the others down too.
+                    failed = true;
+                    for handle in &handles {
+                        handle.shutdown(cli.shutdown_timeout())?;
+                    }
+                    shutdown_deadline =
+                        Some(Instant::now() + cli.shutdown_timeout() + Duration::from_secs(2));
+                }
+            }
+            None => {
+                if shutdown_deadline.is_some_and(|d| Instant::now() >= d) {
+                    error!("{running} event loop(s) did not finish their shutdown in time");
+                    return Ok(ExitCode::FAILURE);
+                }
+                if let (Some(every), Some(at)) = (stats_every, next_stats)
+                    && Instant::now() >= at
+                {
+                    let total = served::total(handles.iter().map(|h| h.stats().snapshot()));
+                    info!("{}", served::describe(&total));
+                    next_stats = Some(at + every);
+                }
+            }
+        }
+    }
+    let total = served::total(handles.iter().map(|h| h.stats().snapshot()));
+    info!("stopped: {}", served::describe(&total));
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

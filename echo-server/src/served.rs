@@ -1,0 +1,66 @@
+//! What the main thread waits for while servers run, and how it reports.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use reactor::{AcceptErrorKind, CloseKind, Counters};
+
+/// Something the main thread must react to.
+#[derive(Debug)]
+pub enum Event {
+    /// SIGINT or SIGTERM arrived.
+    Signal(i32),
+    /// A server thread ended, with its result.
+    Ended { index: usize, result: io::Result<()> },
+}
+
+/// Prints the line scripts wait for, once per address, and flushes it.
+pub fn print_listening(addr: SocketAddr) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")?;
+    stdout.flush()
+}
+
+/// Sums the counters of several loops.
+pub fn total(counters: impl IntoIterator<Item = Counters>) -> Counters {
+    counters.into_iter().fold(Counters::default(), |mut sum, c| {
+        sum.accepted += c.accepted;
+        sum.active += c.active;
+        sum.bytes_in += c.bytes_in;
+        sum.bytes_out += c.bytes_out;
+        sum.accept_paused_at_cap += c.accept_paused_at_cap;
+        for (s, v) in sum.closed.iter_mut().zip(c.closed) {
+            *s += v;
+        }
+        for (s, v) in sum.accept_errors.iter_mut().zip(c.accept_errors) {
+            *s += v;
+        }
+        sum
+    })
+}
+
+/// One line of counters for the `--stats` report.
+pub fn describe(c: &Counters) -> String {
+    let mut line = format!(
+        "active {} accepted {} closed {} in {:.1} MB out {:.1} MB",
+        c.active,
+        c.accepted,
+        c.closed_total(),
+        c.bytes_in as f64 / 1e6,
+        c.bytes_out as f64 / 1e6
+    );
+    for kind in CloseKind::ALL {
+        if c.closed(kind) > 0 && kind != CloseKind::PeerClosed {
+            line += &format!(" {}={}", kind.name(), c.closed(kind));
+        }
+    }
+    for kind in AcceptErrorKind::ALL {
+        if c.accept_errors(kind) > 0 {
+            line += &format!(" accept_{}={}", kind.name(), c.accept_errors(kind));
+        }
+    }
+    if c.accept_paused_at_cap > 0 {
+        line += &format!(" paused_at_cap={}", c.accept_paused_at_cap);
+    }
+    line
+}

@@ -1,0 +1,148 @@
+//! `--workers N`: N processes of this same binary, each with its own loops and SO_REUSEPORT listener on
+//! one port, like nginx's workers. The kernel spreads connections among the listeners; each process has
+//! its own descriptor limit, which is the way past the per-process cap.
+
+use std::error::Error;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::cli::Cli;
+use crate::served;
+
+/// Starts the workers, prints the listening line once they all listen, forwards SIGINT/SIGTERM, and
+/// exits non-zero if any worker dies on its own.
+pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
+    // Signals first, so that none is missed while workers start.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD])?;
+    let addr = reserve_port(cli.addr)?;
+    let mut workers = Vec::with_capacity(cli.workers as usize);
+    for index in 0..cli.workers {
+        match start_worker(cli, addr, index) {
+            Ok(child) => workers.push(child),
+            Err(e) => {
+                stop_all(&mut workers, Duration::from_secs(2));
+                return Err(format!("cannot start worker {index}: {e}").into());
+            }
+        }
+    }
+    served::print_listening(addr)?;
+    info!("{} worker processes on {addr}", workers.len());
+
+    for signal in signals.forever() {
+        if signal == SIGCHLD {
+            for (index, child) in workers.iter_mut().enumerate() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    // A worker that ends cleanly was told to (Ctrl-C reaches the whole process group);
+                    // any other end is a failure that takes the rest down.
+                    if !status.success() {
+                        error!("worker {index} (pid {}) exited: {status}; stopping the others", child.id());
+                    }
+                    let clean = stop_all(&mut workers, cli.shutdown_timeout() + Duration::from_secs(2));
+                    return Ok(if clean && status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                }
+            }
+            continue;
+        }
+        info!("signal {signal}: stopping {} workers", workers.len());
+        let clean = stop_all(&mut workers, cli.shutdown_timeout() + Duration::from_secs(2));
+        return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// Resolves port 0 to a real port that the workers then share. The socket is bound but never listens,
+/// so the kernel routes no connection to it.
+fn reserve_port(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    let bound = socket.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("not an IP socket"))?;
+    // Keep the reservation for the life of the process: another program cannot take the port between
+    // one worker's exit and a restart.
+    std::mem::forget(socket);
+    Ok(bound)
+}
+
+fn start_worker(cli: &Cli, addr: SocketAddr, index: u32) -> Result<Child, Box<dyn Error>> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--backlog")
+        .arg(cli.backlog.to_string())
+        .arg("--threads")
+        .arg(cli.threads.to_string())
+        .arg("--shutdown-timeout")
+        .arg(cli.shutdown_timeout.to_string())
+        .arg("--reuse-port");
+    if let Some(max) = cli.max_conns {
+        command.arg("--max-conns").arg(max.div_ceil(u64::from(cli.workers)).to_string());
+    }
+    if let Some(idle) = cli.idle_timeout {
+        command.arg("--idle-timeout").arg(idle.to_string());
+    }
+    if let Some(stats) = cli.stats {
+        command.arg("--stats").arg(stats.to_string());
+    }
+    if cli.pause_accept {
+        command.arg("--pause-accept");
+    }
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut child = command.spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout from the worker")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    if !line.starts_with("listening on ") {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("worker {index} did not start listening (it said {:?})", line.trim()).into());
+    }
+    Ok(child)
+}
+
+/// SIGTERM to every worker, then wait for them; SIGKILL to any still running after `limit`. True when
+/// every worker exited with status 0.
+fn stop_all(workers: &mut [Child], limit: Duration) -> bool {
+    for child in workers.iter() {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + limit;
+    let mut clean = true;
+    for child in workers.iter_mut() {
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => break None,
+            }
+        };
+        match status {
+            Some(status) if status.success() => {}
+            Some(status) => {
+                warn!("worker pid {} exited: {status}", child.id());
+                clean = false;
+            }
+            None => {
+                warn!("worker pid {} did not stop in time; killing it", child.id());
+                let _ = child.kill();
+                let _ = child.wait();
+                clean = false;
+            }
+        }
+    }
+    clean
+}
