@@ -1,7 +1,13 @@
 //! Platform specifics, one door each.
 
 mod fd_limit;
+#[cfg(target_os = "linux")]
+mod proc_net;
 mod socket;
 
 pub use fd_limit::{FdLimit, fd_limit, raise_fd_limit};
+#[cfg(target_os = "linux")]
+pub use proc_net::{
+    ListenCounters, TcpStates, listen_counters, local_port_range, sysctl, sysctl_u64, tcp_states,
+};
 pub(crate) use socket::connect_nonblocking;

@@ -1,0 +1,196 @@
+//! Linux's view of TCP from `/proc`: socket states per port, a listener's accept queue, listen-queue
+//! overflow counters, and the sysctls that bound how many connections a machine can hold.
+//!
+//! Everything here reads text files and never fails on their content: a field that is missing or
+//! malformed (another kernel, a container without `/proc/sys/net`) reads as absent, not as an error.
+
+use std::fmt;
+use std::io;
+
+/// The TCP states as `/proc/net/tcp` numbers them (`include/net/tcp_states.h`), with their names.
+const STATES: [(u8, &str); 11] = [
+    (0x01, "ESTABLISHED"),
+    (0x02, "SYN_SENT"),
+    (0x03, "SYN_RECV"),
+    (0x04, "FIN_WAIT1"),
+    (0x05, "FIN_WAIT2"),
+    (0x06, "TIME_WAIT"),
+    (0x07, "CLOSE"),
+    (0x08, "CLOSE_WAIT"),
+    (0x09, "LAST_ACK"),
+    (0x0A, "LISTEN"),
+    (0x0B, "CLOSING"),
+];
+
+/// How many TCP sockets (IPv4 and IPv6) are in each state, counting those whose local or remote port
+/// is the one asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpStates {
+    counts: [u64; STATES.len()],
+    /// Of the LISTEN sockets counted, the connections waiting in their accept queues (completed by the
+    /// kernel, not yet accepted), summed.
+    pub accept_queue: u64,
+}
+
+impl TcpStates {
+    /// Sockets in the state named as the kernel names it (`"ESTABLISHED"`, `"TIME_WAIT"`); 0 for an
+    /// unknown name.
+    pub fn count(&self, state: &str) -> u64 {
+        STATES.iter().position(|(_, name)| *name == state).map_or(0, |i| self.counts[i])
+    }
+
+    /// Every state with its count, in the kernel's order, zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        STATES.iter().zip(self.counts.iter()).map(|((_, name), count)| (*name, *count))
+    }
+
+    /// All sockets counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn add_line(&mut self, line: &str, port: u16) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx_queue:rx_queue ...
+        let (Some(local), Some(remote), Some(state), Some(queues)) =
+            (fields.get(1), fields.get(2), fields.get(3), fields.get(4))
+        else {
+            return;
+        };
+        if port_of(local) != Some(port) && port_of(remote) != Some(port) {
+            return;
+        }
+        let Ok(state) = u8::from_str_radix(state, 16) else { return };
+        let Some(index) = STATES.iter().position(|(code, _)| *code == state) else { return };
+        self.counts[index] += 1;
+        if STATES[index].1 == "LISTEN" && port_of(local) == Some(port) {
+            // For a listener the kernel prints its accept-queue length as rx_queue.
+            let rx = queues.split(':').nth(1).and_then(|q| u64::from_str_radix(q, 16).ok());
+            self.accept_queue += rx.unwrap_or(0);
+        }
+    }
+}
+
+impl fmt::Display for TcpStates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, count) in self.iter().filter(|(_, count)| *count > 0) {
+            write!(f, "{}{name} {count}", if first { "" } else { ", " })?;
+            first = false;
+        }
+        if first {
+            f.write_str("no sockets")?;
+        }
+        Ok(())
+    }
+}
+
+/// The port of an `ADDRESS:PORT` field of `/proc/net/tcp` (both in hex).
+fn port_of(field: &str) -> Option<u16> {
+    u16::from_str_radix(field.rsplit(':').next()?, 16).ok()
+}
+
+/// Counts the TCP sockets whose local or remote port is `port`, from `/proc/net/tcp` and
+/// `/proc/net/tcp6`. Fails only when neither file can be read.
+pub fn tcp_states(port: u16) -> io::Result<TcpStates> {
+    let mut states = TcpStates::default();
+    let mut read_any = None;
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                read_any = Some(Ok(()));
+                text.lines().skip(1).for_each(|line| states.add_line(line, port));
+            }
+            Err(e) => {
+                read_any.get_or_insert(Err(e));
+            }
+        }
+    }
+    read_any.unwrap_or(Ok(())).map(|()| states)
+}
+
+/// The kernel's listen-queue counters from `/proc/net/netstat` (`TcpExt`), for the whole machine (or
+/// network namespace). A rise during a run means SYNs or completed handshakes were dropped because an
+/// accept queue was full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenCounters {
+    /// Times a completed connection found its listener's accept queue full.
+    pub overflows: u64,
+    /// Connection requests dropped at a listener, for any reason (overflows included).
+    pub drops: u64,
+}
+
+/// Reads [`ListenCounters`]; `None` where `/proc/net/netstat` or its fields are missing.
+pub fn listen_counters() -> Option<ListenCounters> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines();
+    // The file pairs a header line of names with a line of values, both starting "TcpExt:".
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if !names.starts_with("TcpExt:") {
+            continue;
+        }
+        let pairs: Vec<(&str, u64)> = names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .filter_map(|(n, v)| Some((n, v.parse().ok()?)))
+            .collect();
+        let find = |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        return Some(ListenCounters { overflows: find("ListenOverflows")?, drops: find("ListenDrops")? });
+    }
+    None
+}
+
+/// A sysctl's text (`"net.core.somaxconn"` reads `/proc/sys/net/core/somaxconn`), trimmed; `None` where
+/// the kernel does not have it or it cannot be read.
+pub fn sysctl(name: &str) -> Option<String> {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+}
+
+/// A sysctl holding one number.
+pub fn sysctl_u64(name: &str) -> Option<u64> {
+    sysctl(name)?.split_whitespace().next()?.parse().ok()
+}
+
+/// `net.ipv4.ip_local_port_range`: the ephemeral ports the kernel picks from, `(low, high)` inclusive.
+pub fn local_port_range() -> Option<(u16, u16)> {
+    let text = sysctl("net.ipv4.ip_local_port_range")?;
+    let mut parts = text.split_whitespace().map(|p| p.parse().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_both_ends_and_reads_the_accept_queue() {
+        let mut states = TcpStates::default();
+        // A listener on 127.0.0.1:8080 with 3 queued, a client to it, and an unrelated socket.
+        states.add_line("0: 0100007F:1F90 00000000:0000 0A 00000000:00000003 00:00000000 00000000 0", 8080);
+        states.add_line("1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 0", 8080);
+        states.add_line("2: 0100007F:9C41 0100007F:0050 06 00000000:00000000 00:00000000 00000000 0", 8080);
+        states.add_line("garbage", 8080);
+        assert_eq!(states.count("LISTEN"), 1);
+        assert_eq!(states.count("ESTABLISHED"), 1);
+        assert_eq!(states.count("TIME_WAIT"), 0);
+        assert_eq!(states.accept_queue, 3);
+        assert_eq!(states.to_string(), "ESTABLISHED 1, LISTEN 1");
+    }
+
+    #[test]
+    fn reads_a_listener_of_this_process() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(tcp_states(port).unwrap().count("LISTEN"), 1);
+    }
+
+    #[test]
+    fn reads_sysctls_and_netstat() {
+        assert!(sysctl_u64("net.core.somaxconn").is_some_and(|n| n > 0));
+        let (low, high) = local_port_range().unwrap();
+        assert!(low <= high);
+        assert!(listen_counters().is_some());
+        assert_eq!(sysctl("no.such.sysctl"), None);
+    }
+}

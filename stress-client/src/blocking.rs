@@ -1,0 +1,285 @@
+//! The same load the blocking way: one thread per connection, blocking connect, send and recv. It
+//! exists to show what that model costs the client (threads, memory, context switches, CPU per
+//! message) next to the reactor.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::driver::{Plan, Work};
+use crate::loops::Combined;
+use crate::message::Stream;
+use crate::progress::{Counters, Progress, Ticker};
+use crate::tally::{self, Tally};
+
+/// Stack of a connection thread: it needs little, and thousands of them must fit.
+const STACK: usize = 128 * 1024;
+/// How long a read may wait for an echo before the bytes count as lost.
+const ECHO_WAIT: Duration = Duration::from_secs(2);
+
+/// Shared by the connection threads of one run.
+#[derive(Debug)]
+struct Shared {
+    plan: Plan,
+    tally: Mutex<Tally>,
+    counters: Arc<Counters>,
+    abort: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when held connections may close.
+    release: (Mutex<bool>, Condvar),
+    started: Instant,
+}
+
+/// Runs `plan` with one thread per connection (ramped like the reactor's), while the calling thread
+/// prints progress.
+pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<Combined> {
+    let shared = Arc::new(Shared {
+        plan: plan.clone(),
+        tally: Mutex::new(Tally::default()),
+        counters: progress.counters[0].clone(),
+        abort: progress.abort.clone(),
+        release: (Mutex::new(false), Condvar::new()),
+        started: Instant::now(),
+    });
+    let mut combined = Combined::default();
+    let mut threads = Vec::new();
+    for index in 0..plan.connections {
+        if let Some(rate) = plan.ramp {
+            let at = shared.started + Duration::from_secs_f64(index as f64 / rate);
+            thread::sleep(at.saturating_duration_since(Instant::now()));
+        }
+        let mine = shared.clone();
+        match thread::Builder::new().stack_size(STACK).spawn(move || connection(&mine, index)) {
+            Ok(t) => threads.push(t),
+            Err(e) => lock(&shared.tally).error(reactor::errno_name(&e)),
+        }
+        combined.threads = combined.threads.max(crate::usage::threads());
+        ticker.tick(progress);
+    }
+    if let Work::Hold { hold, .. } = plan.work {
+        // Hold once every connect has finished one way or the other.
+        let c = &shared.counters;
+        let settled = |c: &Counters| {
+            c.established.load(Ordering::Relaxed) + c.errors.load(Ordering::Relaxed) >= threads.len() as u64
+        };
+        let deadline = Instant::now() + plan.connect_timeout + Duration::from_secs(1);
+        while !settled(c) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        combined.threads = combined.threads.max(crate::usage::threads());
+        thread::sleep(hold);
+        *lock(&shared.release.0) = true;
+        shared.release.1.notify_all();
+    }
+    while threads.iter().any(|t| !t.is_finished()) {
+        thread::sleep(ticker.interval().min(Duration::from_millis(50)));
+        combined.threads = combined.threads.max(crate::usage::threads());
+        ticker.tick(progress);
+    }
+    ticker.finish();
+    for t in threads {
+        let _ = t.join();
+    }
+    let tally = std::mem::take(&mut *lock(&shared.tally));
+    combined.measured = match plan.work {
+        Work::Echo { duration, warmup, .. } => duration.saturating_sub(warmup),
+        _ => shared.started.elapsed(),
+    };
+    combined.tally = tally;
+    Ok(combined)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn connect(plan: &Plan, index: u64) -> io::Result<std::net::TcpStream> {
+    let socket = Socket::new(Domain::for_address(plan.target), Type::STREAM, Some(Protocol::TCP))?;
+    if !plan.sources.is_empty() {
+        let ip = plan.sources[((plan.first_id + index) % plan.sources.len() as u64) as usize];
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    socket.connect_timeout(&plan.target.into(), plan.connect_timeout)?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket.into())
+}
+
+/// The kernel's name for a connect error; socket2 reports its own timeout without an errno.
+fn error_name(e: &io::Error) -> &'static str {
+    if e.kind() == io::ErrorKind::TimedOut { "ETIMEDOUT" } else { reactor::errno_name(e) }
+}
+
+fn connection(shared: &Shared, index: u64) {
+    let started = Instant::now();
+    let mut stream = match connect(&shared.plan, index) {
+        Ok(s) => s,
+        Err(e) => {
+            lock(&shared.tally).error(error_name(&e));
+            shared.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let mut local = Tally::counts_only();
+    tally::record(&mut lock(&shared.tally).connect, started.elapsed());
+    local.established = 1;
+    local.peak_concurrent = 1;
+    shared.counters.established.fetch_add(1, Ordering::Relaxed);
+    shared.counters.open.fetch_add(1, Ordering::Relaxed);
+    match shared.plan.work {
+        Work::Echo { size, pipeline, rate, warmup, duration } => {
+            let interval = rate.map(|r| Duration::from_secs_f64(shared.plan.connections as f64 / r));
+            let times =
+                Times { measure_from: shared.started + warmup, end: shared.started + duration, interval };
+            let id = shared.plan.first_id + index;
+            if let Err(failure) =
+                echo(shared, &mut stream, Stream::new(id, size), pipeline, &times, &mut local)
+            {
+                local.verify_failed(failure);
+                shared.abort.store(true, Ordering::Relaxed);
+            }
+        }
+        Work::Hold { .. } => {
+            let (released, wake) = &shared.release;
+            let mut released = lock(released);
+            while !*released {
+                released = wake.wait(released).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        Work::Churn { .. } => {}
+    }
+    shared.counters.open.fetch_sub(1, Ordering::Relaxed);
+    lock(&shared.tally).add(&local);
+}
+
+struct Times {
+    measure_from: Instant,
+    end: Instant,
+    interval: Option<Duration>,
+}
+
+/// Latencies of one connection, handed to the shared histogram in batches (a histogram per thread
+/// would cost more memory than the thread itself).
+struct Latencies<'a> {
+    shared: &'a Shared,
+    pending: Vec<Duration>,
+}
+
+impl Latencies<'_> {
+    fn record(&mut self, d: Duration) {
+        self.pending.push(d);
+        if self.pending.len() == self.pending.capacity() {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut tally = lock(&self.shared.tally);
+        for d in self.pending.drain(..) {
+            tally::record(&mut tally.latency, d);
+        }
+    }
+}
+
+impl Drop for Latencies<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Echo messages on one blocking connection until the end; `Err` names a verification failure.
+fn echo(
+    shared: &Shared,
+    stream: &mut std::net::TcpStream,
+    mut messages: Stream,
+    pipeline: u64,
+    times: &Times,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let _ = stream.set_read_timeout(Some(ECHO_WAIT));
+    let opened = Instant::now();
+    let mut message = vec![0; messages.size()];
+    let (mut buffer, mut scratch) = (vec![0; 64 * 1024], Vec::new());
+    let mut sent_at = std::collections::VecDeque::new();
+    let mut latencies = Latencies { shared, pending: Vec::with_capacity(1024) };
+    loop {
+        let now = Instant::now();
+        let running = now < times.end && !shared.abort.load(Ordering::Relaxed);
+        while running && messages.in_flight() < pipeline {
+            let stamp = match times.interval {
+                Some(interval) => {
+                    let due = opened + interval.mul_f64(messages.next_send as f64);
+                    if due > Instant::now() {
+                        break;
+                    }
+                    due
+                }
+                None => Instant::now(),
+            };
+            messages.next_message(&mut message);
+            if let Err(e) = stream.write_all(&message) {
+                tally.error(reactor::errno_name(&e));
+                tally.closed_by_server += 1;
+                return lost(&messages, "the write failed");
+            }
+            sent_at.push_back(stamp);
+            tally.bytes_sent += message.len() as u64;
+        }
+        if messages.in_flight() == 0 {
+            match (running, times.interval) {
+                (true, Some(interval)) => {
+                    let due = opened + interval.mul_f64(messages.next_send as f64);
+                    thread::sleep(
+                        due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)),
+                    );
+                    continue;
+                }
+                _ => return Ok(()),
+            }
+        }
+        let n = match stream.read(&mut buffer) {
+            Ok(0) => {
+                tally.closed_by_server += 1;
+                return lost(&messages, "the server closed the connection");
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return lost(&messages, &format!("not back within {ECHO_WAIT:?}"));
+            }
+            Err(e) => {
+                tally.error(reactor::errno_name(&e));
+                tally.closed_by_server += 1;
+                return lost(&messages, "the connection failed");
+            }
+        };
+        let now = Instant::now();
+        tally.bytes_received += n as u64;
+        let measuring = now >= times.measure_from;
+        messages
+            .receive(&buffer[..n], &mut scratch, |_| {
+                let sent = sent_at.pop_front().unwrap_or(now);
+                if measuring {
+                    tally.messages += 1;
+                    latencies.record(now.saturating_duration_since(sent));
+                }
+            })
+            .map_err(|m| m.to_string())?;
+        shared.counters.messages.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn lost(stream: &Stream, why: &str) -> Result<(), String> {
+    if stream.outstanding() == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "connection {}: byte offset {}: {} bytes sent were never echoed ({why})",
+        stream.conn,
+        stream.received(),
+        stream.outstanding()
+    ))
+}

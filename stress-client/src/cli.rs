@@ -1,0 +1,212 @@
+//! The command line: subcommands, their options, and the checks clap makes before anything runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Largest message: big enough for throughput runs, small enough that a pipeline stays bounded.
+pub const MAX_SIZE: usize = 1 << 20;
+/// Bytes one connection may have in flight (`--pipeline` × `--size`).
+pub const MAX_IN_FLIGHT_BYTES: usize = 4 << 20;
+/// Connections when `--connections` is not given.
+pub const DEFAULT_CONNECTIONS: u64 = 50;
+
+/// Load, limits and probes for TCP echo servers, built on the reactor.
+///
+/// Exit codes: 0 the run completed; 1 it could not run (the line printed says why); 2 bad usage;
+/// 3 an echo did not match what was sent (mismatch, loss or reorder).
+#[derive(Debug, Parser)]
+#[command(name = "stress-client", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// N connections sending messages and checking every echoed byte; latency and throughput.
+    Echo(EchoArgs),
+    /// Open N connections, hold them idle, close them; classify every failure.
+    Connect(ConnectArgs),
+    /// Measure a non-accepting listener's accept queue: connect until the kernel stops completing.
+    Backlog(BacklogArgs),
+    /// Count TCP sockets by state for a port.
+    Sockets(SocketsArgs),
+    /// Merge JSON reports of several clients into one.
+    Merge(MergeArgs),
+    /// Connect, echo one message, close, repeat: connections per second.
+    Churn(ChurnArgs),
+}
+
+/// Options every load command shares.
+#[derive(Clone, Debug, Args)]
+pub struct LoadArgs {
+    /// The server.
+    #[arg(long)]
+    pub target: SocketAddr,
+    /// Concurrent connections [default: 50; for `connect --until-failure`, the most it will try:
+    /// 1,000,000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub connections: Option<u64>,
+    /// Open at most this many connections per second (default: all at once).
+    #[arg(long, value_name = "CONNS_PER_SEC", value_parser = positive)]
+    pub ramp: Option<f64>,
+    /// Bind outgoing sockets round-robin to these local addresses (`127.0.0.1-127.0.0.8`, or a
+    /// comma-separated list).
+    #[arg(long, value_name = "RANGE", value_parser = crate::source_ips::parse_arg)]
+    pub source_ips: Option<crate::source_ips::SourceIps>,
+    /// Reactor loops (threads) splitting the connections.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
+    /// Client processes splitting the connections and source addresses; their reports are merged.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub processes: u32,
+    /// Blocking sockets, one thread per connection, instead of the reactor.
+    #[arg(long)]
+    pub blocking: bool,
+    /// A connect not complete after this long counts as ETIMEDOUT.
+    #[arg(long, value_name = "MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub connect_timeout: u64,
+    /// Print one JSON object instead of a readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// First connection id (set for child processes, so that ids stay unique across them).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub id_offset: u64,
+    /// Which child process this is (for progress lines).
+    #[arg(long, hide = true)]
+    pub child_index: Option<u32>,
+}
+
+/// `echo`.
+#[derive(Clone, Debug, Args)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 64, value_parser = size)]
+    pub size: usize,
+    /// Seconds to run (warm-up included).
+    #[arg(long, default_value_t = 10.0, value_parser = positive)]
+    pub duration: f64,
+    /// Messages in flight per connection (1: ping-pong).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub pipeline: u32,
+    /// Open loop: send this many messages per second in total, measuring latency from each message's
+    /// intended send time.
+    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = positive)]
+    pub rate: Option<f64>,
+    /// Seconds at the start excluded from the statistics.
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub warmup: f64,
+}
+
+/// `connect`.
+#[derive(Clone, Debug, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    /// Seconds to hold the connections once all are up.
+    #[arg(long, default_value_t = 2.0, value_parser = non_negative)]
+    pub hold: f64,
+    /// Keep ramping until the first sustained failure, and name the limit that stopped it.
+    #[arg(long)]
+    pub until_failure: bool,
+}
+
+/// `churn`.
+#[derive(Clone, Debug, Args)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    /// Bytes of the one message each connection echoes.
+    #[arg(long, default_value_t = 64, value_parser = size)]
+    pub size: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0, value_parser = positive)]
+    pub duration: f64,
+}
+
+/// `backlog`.
+#[derive(Clone, Debug, Args)]
+pub struct BacklogArgs {
+    /// A listener that is not accepting.
+    #[arg(long)]
+    pub target: SocketAddr,
+    /// Stop after this many completed connections even if the kernel keeps completing.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max: u32,
+    /// A connect not complete after this long means the accept queue is full.
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub connect_timeout: u64,
+    /// The backlog the listener was given, if known (reported next to what was measured).
+    #[arg(long)]
+    pub backlog: Option<u32>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sockets`.
+#[derive(Clone, Debug, Args)]
+pub struct SocketsArgs {
+    /// Count sockets whose local or remote port is this.
+    #[arg(long)]
+    pub port: u16,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `merge`.
+#[derive(Clone, Debug, Args)]
+pub struct MergeArgs {
+    /// JSON reports written by `echo`, `connect` or `churn` with `--json`.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
+}
+
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{text:?} is not a number of seconds")),
+    }
+}
+
+fn size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(v) if (1..=MAX_SIZE).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?} is not a size between 1 and {MAX_SIZE} bytes")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_refused_by_clap() {
+        let parse = |line: &str| Cli::try_parse_from(line.split_whitespace());
+        assert!(parse("stress-client echo --target 127.0.0.1:1").is_ok());
+        assert!(parse("stress-client echo --target 127.0.0.1:1 --connections 0").is_err());
+        assert!(parse("stress-client echo --target 127.0.0.1:1 --size 99999999").is_err());
+        assert!(parse("stress-client connect --target 127.0.0.1:1 --source-ips 1.2.3.4-1.2.3").is_err());
+        assert!(parse("stress-client merge").is_err());
+    }
+}

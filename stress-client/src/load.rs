@@ -1,0 +1,140 @@
+//! `echo`, `connect` and `churn`: split the load over processes, loops or threads, run it, and write
+//! the report.
+
+use std::io;
+use std::time::Duration;
+
+use crate::cli::{ChurnArgs, ConnectArgs, DEFAULT_CONNECTIONS, EchoArgs, LoadArgs};
+use crate::diagnose;
+use crate::driver::{Plan, Work};
+use crate::environment::Environment;
+use crate::progress::{Progress, Ticker};
+use crate::report::{Client, Report};
+use crate::usage::Usage;
+
+/// `echo`.
+pub fn echo(args: &EchoArgs) -> io::Result<Report> {
+    let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
+    let work = Work::Echo {
+        size: args.size,
+        pipeline: u64::from(args.pipeline),
+        rate: args.rate,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+    };
+    run("echo", &args.load, connections, work, args.rate)
+}
+
+/// `connect`.
+pub fn connect(args: &ConnectArgs) -> io::Result<Report> {
+    let default = if args.until_failure { 1_000_000 } else { DEFAULT_CONNECTIONS };
+    let connections = args.load.connections.unwrap_or(default);
+    let mut load = args.load.clone();
+    if args.until_failure && load.ramp.is_none() {
+        // Ramping is what lets the first failure be told from the rest.
+        load.ramp = Some(2000.0);
+    }
+    let work = Work::Hold { hold: Duration::from_secs_f64(args.hold), until_failure: args.until_failure };
+    run("connect", &load, connections, work, None)
+}
+
+/// `churn`.
+pub fn churn(args: &ChurnArgs) -> io::Result<Report> {
+    if args.load.blocking {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "churn has no --blocking mode"));
+    }
+    let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
+    let work = Work::Churn { size: args.size, duration: Duration::from_secs_f64(args.duration) };
+    run("churn", &args.load, connections, work, None)
+}
+
+fn run(
+    command: &str,
+    load: &LoadArgs,
+    connections: u64,
+    work: Work,
+    rate: Option<f64>,
+) -> io::Result<Report> {
+    if load.processes > 1 && connections > 1 {
+        let reports = crate::processes::run(load, connections, rate)?;
+        return Report::merge(&reports).map_err(io::Error::other);
+    }
+    let environment = Environment::capture();
+    let sources = load.source_ips.clone().map(|s| s.0).unwrap_or_default();
+    let warnings = environment.warnings(connections, sources.len() as u64, u64::from(load.processes));
+    if load.child_index.is_none() {
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    let listen_before = reactor::sys::listen_counters();
+    let usage_before = Usage::now();
+    let prefix = load.child_index.map(|i| format!("[process {i}] ")).unwrap_or_default();
+    let mut ticker = Ticker::new(prefix);
+    let threads = if load.blocking { 1 } else { u64::from(load.threads).min(connections) };
+    let progress = Progress::new(threads as usize);
+    let plans: Vec<Plan> = (0..threads)
+        .scan(load.id_offset, |first_id, i| {
+            let n = connections / threads + u64::from(i < connections % threads);
+            let fraction = n as f64 / connections as f64;
+            let mut work = work.clone();
+            if let Work::Echo { rate: Some(r), .. } = &mut work {
+                *r *= fraction;
+            }
+            let plan = Plan {
+                target: load.target,
+                first_id: *first_id,
+                connections: n,
+                ramp: load.ramp.map(|r| r * fraction),
+                sources: sources.clone(),
+                connect_timeout: Duration::from_millis(load.connect_timeout),
+                work,
+            };
+            *first_id += n;
+            Some(plan)
+        })
+        .collect();
+    let combined = if load.blocking {
+        crate::blocking::run(plans.into_iter().next().expect("one plan"), &progress, &mut ticker)?
+    } else {
+        crate::loops::run(plans, &progress, &mut ticker)?
+    };
+    let usage = Usage::now().since(&usage_before);
+    let explain = diagnose::Context {
+        env: &environment,
+        sources: sources.len() as u64,
+        listen: (listen_before, reactor::sys::listen_counters()),
+    };
+    let mut report = Report {
+        command: command.to_owned(),
+        target: load.target.to_string(),
+        model: if load.blocking { "blocking" } else { "reactor" }.to_owned(),
+        connections_requested: connections,
+        rate_requested: rate,
+        warnings,
+        ..Report::default()
+    };
+    report.fill(&combined.tally, combined.measured.as_secs_f64());
+    report.client = Client::of(&usage, combined.threads, combined.tally.messages);
+    report.diagnosis = explain.explain(&report.errors);
+    if report.closed_by_server > 0 {
+        report.diagnosis.push(format!(
+            "the server closed or reset {} connections during the run",
+            report.closed_by_server
+        ));
+    }
+    report.limit = combined.stopped_by.as_deref().map(|s| explain.limit(s, report.established));
+    report.sockets = reactor::sys::tcp_states(load.target.port())
+        .map(|s| s.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect())
+        .unwrap_or_default();
+    report.environment = environment;
+    if report.established == 0 {
+        let why: Vec<String> = report.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+        return Err(io::Error::other(format!(
+            "no connection to {} could be established ({})",
+            load.target,
+            if why.is_empty() { "no error reported".to_owned() } else { why.join(", ") }
+        )));
+    }
+    Ok(report)
+}

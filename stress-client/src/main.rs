@@ -1,0 +1,114 @@
+#![forbid(unsafe_code)]
+//! `stress-client`: load, limits and probes for TCP echo servers, built on the reactor.
+//!
+//! Results go to stdout (a readable summary, or one JSON object with `--json`); progress and warnings
+//! go to stderr. Exit codes: 0 the run completed; 1 it could not run (one line on stderr says why);
+//! 2 bad usage (from clap); 3 an echo did not match what was sent (mismatch, loss or reorder) — the
+//! report is still printed, and names the connection and byte offset.
+
+mod backlog;
+mod blocking;
+mod cli;
+mod diagnose;
+mod driver;
+mod environment;
+mod load;
+mod loops;
+mod message;
+mod processes;
+mod progress;
+mod report;
+mod source_ips;
+mod tally;
+mod usage;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+use report::Report;
+
+/// Exit code of a run whose echoes did not match what was sent.
+const EXIT_VERIFY_FAILED: u8 = 3;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    check(&cli);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("stress-client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks across options that clap cannot express; exits with clap's usage error (2).
+fn check(cli: &Cli) {
+    if let Command::Echo(args) = &cli.command
+        && args.size * args.pipeline as usize > cli::MAX_IN_FLIGHT_BYTES
+    {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "--pipeline {} × --size {} is more than {} bytes in flight per connection",
+                    args.pipeline,
+                    args.size,
+                    cli::MAX_IN_FLIGHT_BYTES
+                ),
+            )
+            .exit();
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (report, json) = match &cli.command {
+        Command::Echo(args) => (load::echo(args)?, args.load.json),
+        Command::Connect(args) => (load::connect(args)?, args.load.json),
+        Command::Churn(args) => (load::churn(args)?, args.load.json),
+        Command::Merge(args) => {
+            let reports = args
+                .reports
+                .iter()
+                .map(|path| {
+                    let text =
+                        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    serde_json::from_str(&text).map_err(|e| format!("{}: not a report: {e}", path.display()))
+                })
+                .collect::<Result<Vec<Report>, String>>()?;
+            (Report::merge(&reports)?, args.json)
+        }
+        Command::Backlog(args) => {
+            let report = backlog::run(args)?;
+            print(&report, args.json, backlog::BacklogReport::summary)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Sockets(args) => {
+            let states = reactor::sys::tcp_states(args.port)?;
+            if args.json {
+                let mut map: serde_json::Map<String, serde_json::Value> =
+                    states.iter().map(|(k, n)| (k.to_owned(), n.into())).collect();
+                map.insert("port".into(), args.port.into());
+                map.insert("accept_queue".into(), states.accept_queue.into());
+                println!("{}", serde_json::Value::Object(map));
+            } else {
+                println!("port {}: {states}; accept queue {}", args.port, states.accept_queue);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print(&report, json, Report::summary)?;
+    Ok(if report.verify_failures > 0 { ExitCode::from(EXIT_VERIFY_FAILED) } else { ExitCode::SUCCESS })
+}
+
+fn print<T: serde::Serialize>(report: &T, json: bool, summary: fn(&T) -> String) -> serde_json::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{}", summary(report));
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! What travels on the wire, and checking that it all came back.
+//!
+//! Message `seq` of connection `conn` is a pure function of the two: its first 8 bytes are `conn`, the
+//! next 8 are `seq` (little-endian, cut short for small messages), and the rest come from a counter
+//! hash of `(conn, seq, position)`. Any byte of any message can be regenerated from its position alone,
+//! so checking an echo needs no copy of what was sent, and a byte that arrives out of place (flipped,
+//! lost, from another message) is caught at its exact offset.
+
+/// Bytes a message starts with: its connection id and sequence number.
+const HEADER: usize = 16;
+
+/// The 8 bytes of `(conn, seq)` at word `word` of the message.
+fn word(conn: u64, seq: u64, word: u64) -> u64 {
+    match word {
+        0 => conn,
+        1 => seq,
+        _ => {
+            // splitmix64 over a mix of the three: cheap and position-addressable.
+            let mut z = conn
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(seq.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+                .wrapping_add(word.wrapping_mul(0x1656_67B1_9E37_79F9));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+    }
+}
+
+/// Writes bytes `offset..offset + out.len()` of message `(conn, seq)` into `out`.
+pub fn fill(out: &mut [u8], conn: u64, seq: u64, offset: usize) {
+    for (i, byte) in out.iter_mut().enumerate() {
+        let at = offset + i;
+        *byte = word(conn, seq, (at / 8) as u64).to_le_bytes()[at % 8];
+    }
+}
+
+/// A verification failure: where the echo stream went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The connection's id.
+    pub conn: u64,
+    /// Offset in the connection's echo stream of the first wrong byte.
+    pub offset: u64,
+    /// What went wrong, in words.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection {}: byte offset {}: {}", self.conn, self.offset, self.detail)
+    }
+}
+
+/// One connection's message stream in both directions: what to send next and what must come back.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    /// The connection's id (part of every message).
+    pub conn: u64,
+    size: usize,
+    /// The next message to send.
+    pub next_send: u64,
+    /// The message being received.
+    pub recv_seq: u64,
+    recv_offset: usize,
+}
+
+impl Stream {
+    /// A stream of `size`-byte messages for connection `conn`.
+    pub fn new(conn: u64, size: usize) -> Stream {
+        Stream { conn, size, next_send: 0, recv_seq: 0, recv_offset: 0 }
+    }
+
+    /// Writes the next message into `out` (which must be `size` long) and returns its sequence number.
+    pub fn next_message(&mut self, out: &mut [u8]) -> u64 {
+        let seq = self.next_send;
+        fill(out, self.conn, seq, 0);
+        self.next_send += 1;
+        seq
+    }
+
+    /// Bytes per message.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Messages sent and not yet fully echoed.
+    pub fn in_flight(&self) -> u64 {
+        self.next_send - self.recv_seq
+    }
+
+    /// Offset in the echo stream of the next byte expected.
+    pub fn received(&self) -> u64 {
+        self.recv_seq * self.size as u64 + self.recv_offset as u64
+    }
+
+    /// Bytes sent and not yet echoed.
+    pub fn outstanding(&self) -> u64 {
+        self.next_send * self.size as u64 - self.received()
+    }
+
+    /// Checks echoed bytes against what was sent, calling `complete(seq)` for each message whose last
+    /// byte arrived. `scratch` is reused to regenerate the expected bytes.
+    pub fn receive(
+        &mut self,
+        mut data: &[u8],
+        scratch: &mut Vec<u8>,
+        mut complete: impl FnMut(u64),
+    ) -> Result<(), Mismatch> {
+        while !data.is_empty() {
+            if self.recv_seq >= self.next_send {
+                return Err(self.mismatch(0, format!("{} bytes arrived that were never sent", data.len())));
+            }
+            let n = data.len().min(self.size - self.recv_offset);
+            scratch.resize(n, 0);
+            fill(scratch, self.conn, self.recv_seq, self.recv_offset);
+            if let Some(i) = (0..n).find(|&i| scratch[i] != data[i]) {
+                let detail = self.describe(i, scratch[i], data);
+                return Err(self.mismatch(i, detail));
+            }
+            self.recv_offset += n;
+            data = &data[n..];
+            if self.recv_offset == self.size {
+                complete(self.recv_seq);
+                self.recv_seq += 1;
+                self.recv_offset = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn mismatch(&self, at: usize, detail: String) -> Mismatch {
+        Mismatch { conn: self.conn, offset: self.received() + at as u64, detail }
+    }
+
+    /// Names the wrong byte, and where a whole header arrived in the wrong place, whose it is (a
+    /// reorder or a crossed connection rather than a flipped byte).
+    fn describe(&self, i: usize, expected: u8, data: &[u8]) -> String {
+        let mut detail = format!(
+            "message {} byte {}: expected {expected:#04x}, got {:#04x}",
+            self.recv_seq,
+            self.recv_offset + i,
+            data[i]
+        );
+        if self.recv_offset == 0 && self.size >= HEADER && data.len() >= HEADER {
+            let conn = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
+            let seq = u64::from_le_bytes(data[8..16].try_into().unwrap_or_default());
+            if (conn, seq) != (self.conn, self.recv_seq) && seq < self.next_send + 1_000_000 {
+                detail.push_str(&format!(" (the bytes there start like message {seq} of connection {conn})"));
+            }
+        }
+        detail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(stream: &mut Stream, count: usize, size: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        for _ in 0..count {
+            let mut m = vec![0; size];
+            stream.next_message(&mut m);
+            all.extend_from_slice(&m);
+        }
+        all
+    }
+
+    #[test]
+    fn an_exact_echo_in_odd_pieces_passes() {
+        let mut s = Stream::new(7, 100);
+        let echo = sent(&mut s, 5, 100);
+        let mut done = Vec::new();
+        let mut scratch = Vec::new();
+        for piece in echo.chunks(37) {
+            s.receive(piece, &mut scratch, |seq| done.push(seq)).unwrap();
+        }
+        assert_eq!(done, vec![0, 1, 2, 3, 4]);
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_named_by_offset() {
+        let mut s = Stream::new(3, 64);
+        let mut echo = sent(&mut s, 2, 64);
+        echo[70] ^= 1;
+        let e = s.receive(&echo, &mut Vec::new(), |_| {}).unwrap_err();
+        assert_eq!((e.conn, e.offset), (3, 70));
+    }
+
+    #[test]
+    fn a_reordered_message_is_recognised() {
+        let mut s = Stream::new(1, 32);
+        let echo = sent(&mut s, 2, 32);
+        let swapped = [&echo[32..], &echo[..32]].concat();
+        let e = s.receive(&swapped, &mut Vec::new(), |_| {}).unwrap_err();
+        assert!(e.detail.contains("message 1 of connection 1"), "{e}");
+    }
+
+    #[test]
+    fn bytes_never_sent_are_refused() {
+        let mut s = Stream::new(1, 8);
+        assert!(s.receive(b"x", &mut Vec::new(), |_| {}).is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! The live line on stderr: connections up, messages per second, errors, once a second.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Counters one loop or thread publishes for the progress line (absolute values, relaxed).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections established so far.
+    pub established: AtomicU64,
+    /// Messages echoed so far.
+    pub messages: AtomicU64,
+    /// Failures so far.
+    pub errors: AtomicU64,
+}
+
+/// Everything the workers of one process share: their counters and the flag that ends the run early.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// One entry per loop or thread.
+    pub counters: Vec<Arc<Counters>>,
+    /// Set on the first verification failure: every worker winds down.
+    pub abort: Arc<AtomicBool>,
+}
+
+impl Progress {
+    /// Progress for `workers` loops or threads.
+    pub fn new(workers: usize) -> Progress {
+        Progress {
+            counters: (0..workers).map(|_| Arc::new(Counters::default())).collect(),
+            abort: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn totals(&self) -> [u64; 4] {
+        let sum = |f: fn(&Counters) -> &AtomicU64| {
+            self.counters.iter().map(|c| f(c).load(Ordering::Relaxed)).sum::<u64>()
+        };
+        [sum(|c| &c.open), sum(|c| &c.established), sum(|c| &c.messages), sum(|c| &c.errors)]
+    }
+}
+
+/// Prints a progress line once a second while a run lasts: overwriting itself on a terminal, one line
+/// per interval otherwise. Quiet for the first two seconds, so short runs print nothing.
+#[derive(Debug)]
+pub struct Ticker {
+    started: Instant,
+    last: Instant,
+    last_messages: u64,
+    terminal: bool,
+    prefix: String,
+    printed: bool,
+}
+
+impl Ticker {
+    /// A ticker; `prefix` tells child processes apart.
+    pub fn new(prefix: String) -> Ticker {
+        let now = Instant::now();
+        Ticker {
+            started: now,
+            last: now,
+            last_messages: 0,
+            terminal: std::io::stderr().is_terminal(),
+            prefix,
+            printed: false,
+        }
+    }
+
+    /// How long to wait before the next line.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(1).saturating_sub(self.last.elapsed())
+    }
+
+    /// Prints a line if a second has passed.
+    pub fn tick(&mut self, progress: &Progress) {
+        let now = Instant::now();
+        if now.duration_since(self.last) < Duration::from_millis(990) {
+            return;
+        }
+        let [open, established, messages, errors] = progress.totals();
+        let rate = (messages - self.last_messages.min(messages)) as f64
+            / now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.last_messages = messages;
+        if self.started.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        let line = format!(
+            "{}{:>4.0}s  open {open}  established {established}  {rate:.0} msg/s  errors {errors}",
+            self.prefix,
+            self.started.elapsed().as_secs_f64()
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if self.terminal { write!(err, "\r\x1b[2K{line}") } else { writeln!(err, "{line}") };
+        self.printed = true;
+    }
+
+    /// Ends the live line on a terminal.
+    pub fn finish(&self) {
+        if self.terminal && self.printed {
+            eprintln!();
+        }
+    }
+}

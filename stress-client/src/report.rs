@@ -1,0 +1,373 @@
+//! The report of an `echo`, `connect` or `churn` run: one JSON object (schema in README-json.md), a
+//! readable summary, and the merge of several reports into one.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::environment::Environment;
+use crate::tally::{self, Tally};
+use crate::usage::Usage;
+
+/// Latency percentiles in µs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Latency {
+    /// Percentiles of `h`.
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+        }
+    }
+}
+
+/// What the run cost the client.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Client {
+    /// User plus system CPU seconds.
+    pub cpu_s: f64,
+    /// User CPU seconds.
+    pub user_s: f64,
+    /// System CPU seconds.
+    pub sys_s: f64,
+    /// Peak resident set, KiB (summed over processes).
+    pub peak_rss_kib: u64,
+    /// Most threads the client had at once (summed over processes).
+    pub threads: u64,
+    /// Processes.
+    pub processes: u64,
+    /// Voluntary context switches.
+    pub voluntary_switches: u64,
+    /// Involuntary context switches.
+    pub involuntary_switches: u64,
+    /// CPU µs per echoed message (0 when none).
+    pub cpu_us_per_msg: f64,
+}
+
+impl Client {
+    /// From a usage difference, the thread peak and the messages echoed.
+    pub fn of(usage: &Usage, threads: u64, messages: u64) -> Client {
+        let mut client = Client {
+            cpu_s: usage.user_s + usage.sys_s,
+            user_s: usage.user_s,
+            sys_s: usage.sys_s,
+            peak_rss_kib: usage.peak_rss_kib,
+            threads,
+            processes: 1,
+            voluntary_switches: usage.voluntary,
+            involuntary_switches: usage.involuntary,
+            cpu_us_per_msg: 0.0,
+        };
+        client.per_message(messages);
+        client
+    }
+
+    fn per_message(&mut self, messages: u64) {
+        self.cpu_us_per_msg =
+            if messages == 0 { 0.0 } else { (self.cpu_s * 1e6 / messages as f64 * 100.0).round() / 100.0 };
+    }
+}
+
+/// The serialized histograms behind the percentiles, so that reports can be merged exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histograms {
+    /// `latency_us`'s histogram (hex of HdrHistogram V2 + deflate).
+    pub latency: String,
+    /// `connect_us`'s histogram.
+    pub connect: String,
+}
+
+/// One run's results.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `echo`, `connect` or `churn`.
+    pub command: String,
+    /// The server.
+    pub target: String,
+    /// `reactor` or `blocking`.
+    pub model: String,
+    /// Connections asked for.
+    pub connections_requested: u64,
+    /// Connections that completed their handshake.
+    pub established: u64,
+    /// Most connections open at once (summed over processes).
+    pub peak_concurrent: u64,
+    /// Messages echoed and verified, warm-up excluded.
+    pub messages: u64,
+    /// Echoes that did not match what was sent (mismatch, loss, reorder).
+    pub verify_failures: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Seconds measured (warm-up excluded).
+    pub duration_s: f64,
+    /// Messages per second (for `--rate`: the rate achieved).
+    pub msgs_per_sec: f64,
+    /// Megabytes (10^6) per second, each way.
+    pub mb_per_sec: f64,
+    /// The total rate asked for with `--rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_requested: Option<f64>,
+    /// Connect-echo-close cycles per second (`churn`).
+    pub conns_per_sec: f64,
+    /// Failures by the kernel's error name ("EMFILE", "ECONNREFUSED", ...).
+    pub errors: BTreeMap<String, u64>,
+    /// Connections the server closed or reset while the client still used them.
+    pub closed_by_server: u64,
+    /// Message latency (`churn`: connect + echo), µs.
+    pub latency_us: Latency,
+    /// Connect latency, µs.
+    pub connect_us: Latency,
+    /// What the run cost the client.
+    pub client: Client,
+    /// The machine and its limits.
+    pub environment: Environment,
+    /// TCP sockets by state on the target's port when the run ended.
+    pub sockets: BTreeMap<String, u64>,
+    /// The first verification failure, naming connection and byte offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// What each kind of error means here, and for `--until-failure` which limit stopped the run.
+    pub diagnosis: Vec<String>,
+    /// `--until-failure`: the limit that stopped the ramp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// Pre-flight warnings: limits below what the run asked for.
+    pub warnings: Vec<String>,
+    /// The histograms behind `latency_us` and `connect_us`.
+    pub histograms: Histograms,
+}
+
+impl Report {
+    /// Fills the counts, rates and percentiles from a tally measured over `duration_s`.
+    pub fn fill(&mut self, t: &Tally, duration_s: f64) {
+        self.established = t.established;
+        self.peak_concurrent = t.peak_concurrent;
+        self.messages = t.messages;
+        self.verify_failures = t.verify_failures;
+        self.bytes_sent = t.bytes_sent;
+        self.bytes_received = t.bytes_received;
+        self.duration_s = round3(duration_s);
+        let per_sec = |n: f64| if duration_s > 0.0 { n / duration_s } else { 0.0 };
+        self.msgs_per_sec = round3(per_sec(t.messages as f64));
+        self.mb_per_sec = round3(per_sec(t.bytes_received as f64) / 1e6);
+        self.conns_per_sec = round3(per_sec(t.cycles as f64));
+        self.errors = t.errors.clone();
+        self.closed_by_server = t.closed_by_server;
+        self.failure = t.failure.clone();
+        self.set_histograms(&t.latency, &t.connect);
+    }
+
+    fn set_histograms(&mut self, latency: &Histogram<u64>, connect: &Histogram<u64>) {
+        self.latency_us = Latency::of(latency);
+        self.connect_us = Latency::of(connect);
+        self.histograms = Histograms { latency: tally::encode(latency), connect: tally::encode(connect) };
+    }
+
+    /// Merges reports of clients that ran at the same time against the same target: counts and rates
+    /// add up, percentiles come from the merged histograms, the duration is the longest.
+    pub fn merge(reports: &[Report]) -> Result<Report, String> {
+        let first = reports.first().ok_or("nothing to merge")?;
+        let mut merged = Report { diagnosis: Vec::new(), warnings: Vec::new(), ..first.clone() };
+        let (mut latency, mut connect) = (tally::histogram(), tally::histogram());
+        let mut client = Client::default();
+        let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
+        let sum_f = |f: fn(&Report) -> f64| round3(reports.iter().map(f).sum::<f64>());
+        merged.connections_requested = sum(|r| r.connections_requested);
+        merged.established = sum(|r| r.established);
+        merged.peak_concurrent = sum(|r| r.peak_concurrent);
+        merged.messages = sum(|r| r.messages);
+        merged.verify_failures = sum(|r| r.verify_failures);
+        merged.bytes_sent = sum(|r| r.bytes_sent);
+        merged.bytes_received = sum(|r| r.bytes_received);
+        merged.closed_by_server = sum(|r| r.closed_by_server);
+        merged.duration_s = reports.iter().map(|r| r.duration_s).fold(0.0, f64::max);
+        merged.msgs_per_sec = sum_f(|r| r.msgs_per_sec);
+        merged.mb_per_sec = sum_f(|r| r.mb_per_sec);
+        merged.conns_per_sec = sum_f(|r| r.conns_per_sec);
+        merged.rate_requested = reports.iter().map(|r| r.rate_requested).sum();
+        merged.errors = BTreeMap::new();
+        for r in reports {
+            latency.add(tally::decode(&r.histograms.latency)?).map_err(|e| format!("{e:?}"))?;
+            connect.add(tally::decode(&r.histograms.connect)?).map_err(|e| format!("{e:?}"))?;
+            for (name, count) in &r.errors {
+                *merged.errors.entry(name.clone()).or_default() += count;
+            }
+            client.cpu_s += r.client.cpu_s;
+            client.user_s += r.client.user_s;
+            client.sys_s += r.client.sys_s;
+            client.peak_rss_kib += r.client.peak_rss_kib;
+            client.threads += r.client.threads;
+            client.processes += r.client.processes;
+            client.voluntary_switches += r.client.voluntary_switches;
+            client.involuntary_switches += r.client.involuntary_switches;
+            merged.failure = merged.failure.take().or_else(|| r.failure.clone());
+            merged.limit = merged.limit.take().or_else(|| r.limit.clone());
+            for line in r.diagnosis.iter().chain(&r.warnings) {
+                let list =
+                    if r.diagnosis.contains(line) { &mut merged.diagnosis } else { &mut merged.warnings };
+                if !list.contains(line) {
+                    list.push(line.clone());
+                }
+            }
+        }
+        client.cpu_s = round3(client.cpu_s);
+        client.per_message(merged.messages);
+        merged.client = client;
+        merged.sockets = reports.last().map(|r| r.sockets.clone()).unwrap_or_default();
+        merged.set_histograms(&latency, &connect);
+        Ok(merged)
+    }
+
+    /// The readable summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{} against {} ({} model)", self.command, self.target, self.model);
+        let _ = writeln!(
+            s,
+            "connections: {} requested, {} established, peak {} at once, {} closed by the server",
+            self.connections_requested, self.established, self.peak_concurrent, self.closed_by_server
+        );
+        if self.command != "connect" {
+            let _ = writeln!(
+                s,
+                "messages: {} in {:.2} s = {:.0} msg/s, {:.2} MB/s each way ({} B sent, {} B received)",
+                self.messages,
+                self.duration_s,
+                self.msgs_per_sec,
+                self.mb_per_sec,
+                self.bytes_sent,
+                self.bytes_received
+            );
+            if let Some(rate) = self.rate_requested {
+                let _ = writeln!(s, "rate: {rate:.0} msg/s asked, {:.0} achieved", self.msgs_per_sec);
+            }
+            if self.command == "churn" {
+                let _ = writeln!(s, "churn: {:.0} connections/s (connect, echo, close)", self.conns_per_sec);
+            }
+            let _ = writeln!(s, "latency µs: {}", show_latency(&self.latency_us));
+        }
+        let _ = writeln!(s, "connect µs: {}", show_latency(&self.connect_us));
+        let errors: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ =
+            writeln!(s, "errors: {}", if errors.is_empty() { "none".to_owned() } else { errors.join(", ") });
+        let _ = writeln!(s, "verify failures: {}", self.verify_failures);
+        if let Some(failure) = &self.failure {
+            let _ = writeln!(s, "first failure: {failure}");
+        }
+        let c = &self.client;
+        let _ = writeln!(
+            s,
+            "client: {:.2} CPU s ({:.2} user, {:.2} sys), {:.2} CPU µs/msg, peak RSS {} KiB, {} threads, \
+             {} processes, context switches {} voluntary / {} involuntary",
+            c.cpu_s,
+            c.user_s,
+            c.sys_s,
+            c.cpu_us_per_msg,
+            c.peak_rss_kib,
+            c.threads,
+            c.processes,
+            c.voluntary_switches,
+            c.involuntary_switches
+        );
+        let states: Vec<String> = self.sockets.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(s, "sockets on the target port: {}", states.join(", "));
+        if let Some(limit) = &self.limit {
+            let _ = writeln!(s, "limit reached: {limit}");
+        }
+        for line in &self.diagnosis {
+            let _ = writeln!(s, "note: {line}");
+        }
+        for line in &self.warnings {
+            let _ = writeln!(s, "warning: {line}");
+        }
+        let _ = write!(s, "environment: {}", self.environment.summary());
+        s
+    }
+}
+
+fn show_latency(l: &Latency) -> String {
+    format!(
+        "p50 {} p90 {} p99 {} p99.9 {} max {} mean {:.1} ({} samples)",
+        l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.count
+    )
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_over(samples: &[u64], seconds: f64) -> Report {
+        let mut t = Tally::default();
+        for &v in samples {
+            t.latency.record(v).unwrap();
+            t.connect.record(v / 2 + 1).unwrap();
+            t.messages += 1;
+            t.bytes_received += 64;
+            t.bytes_sent += 64;
+            t.established += 1;
+            t.error("ECONNREFUSED");
+        }
+        let mut r = Report {
+            command: "echo".into(),
+            connections_requested: samples.len() as u64,
+            ..Report::default()
+        };
+        r.fill(&t, seconds);
+        r
+    }
+
+    #[test]
+    fn merging_two_halves_equals_one_report_over_all() {
+        let all: Vec<u64> = (0..2000u64).map(|i| 1 + (i * 7919) % 50_000).collect();
+        let (a, b) = all.split_at(700);
+        let merged = Report::merge(&[report_over(a, 5.0), report_over(b, 5.0)]).unwrap();
+        let whole = report_over(&all, 5.0);
+        assert_eq!(merged.latency_us, whole.latency_us);
+        assert_eq!(merged.connect_us, whole.connect_us);
+        assert_eq!(merged.messages, whole.messages);
+        assert_eq!(merged.errors, whole.errors);
+        assert_eq!(merged.msgs_per_sec, whole.msgs_per_sec);
+        assert_eq!(merged.mb_per_sec, whole.mb_per_sec);
+        assert_eq!(merged.histograms, whole.histograms);
+    }
+
+    #[test]
+    fn a_report_survives_json() {
+        let r = report_over(&[5, 10, 15], 1.0);
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}
