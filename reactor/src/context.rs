@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 use crate::connection::{Connection, Ending, Finish, flag};
 use crate::core::{Core, Entry, RunState};
 use crate::handler::ConnectOptions;
-use crate::listener::{Hold, Listener, ListenerOptions};
+use crate::listener::{Listener, ListenerOptions};
 use crate::stats::Counters;
 use crate::timer::TimerKind;
 use crate::{ConnId, ListenerId, SourceId, TimerId};
@@ -125,13 +125,7 @@ impl Context<'_> {
             return Err(io::Error::other("the loop is shutting down"));
         }
         let socket = options.bind()?;
-        let listener = Listener {
-            socket,
-            nodelay: options.nodelay,
-            hold: options.paused.then_some(Hold::Paused),
-            backoff: self.core.config.accept_backoff,
-            retry_armed: false,
-        };
+        let listener = Listener::new(socket, options, self.core.config.accept_backoff);
         let key = self.core.insert(
             Entry::Listener(listener),
             |e| match e {
@@ -147,6 +141,22 @@ impl Context<'_> {
     pub fn listener_addr(&mut self, listener: ListenerId) -> io::Result<SocketAddr> {
         match self.core.listener(listener.0) {
             Some(l) => l.socket.local_addr(),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),
+        }
+    }
+
+    /// Makes the listener's next accepts fail with these errno values, in order, before the kernel is
+    /// asked again, and tries accepting at once: a seam for testing how the loop handles ENFILE,
+    /// ENOBUFS, ENOMEM or ECONNABORTED, which are hard to provoke for real. Only with the
+    /// `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_accept_errors(&mut self, listener: ListenerId, errnos: &[i32]) -> io::Result<()> {
+        match self.core.listener(listener.0) {
+            Some(l) => {
+                l.injected.extend(errnos);
+                self.core.push_ready(listener.0);
+                Ok(())
+            }
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),
         }
     }

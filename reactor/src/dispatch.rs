@@ -246,7 +246,7 @@ impl<H: Handler> Inner<H> {
                 self.warn(format_args!("at max_connections ({max}): new peers wait in the accept queue"));
                 return;
             }
-            match listener.socket.accept() {
+            match listener.accept() {
                 Ok((stream, peer)) => {
                     listener.backoff = initial_backoff;
                     if listener.nodelay {

@@ -107,6 +107,32 @@ pub(crate) struct Listener {
     pub(crate) backoff: Duration,
     /// A retry timer is pending.
     pub(crate) retry_armed: bool,
+    /// Errors to return from the next accepts instead of calling the kernel (fault injection).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) injected: std::collections::VecDeque<i32>,
+}
+
+impl Listener {
+    pub(crate) fn new(socket: TcpListener, options: &ListenerOptions, backoff: Duration) -> Listener {
+        Listener {
+            socket,
+            nodelay: options.nodelay,
+            hold: options.paused.then_some(Hold::Paused),
+            backoff,
+            retry_armed: false,
+            #[cfg(feature = "fault-injection")]
+            injected: Default::default(),
+        }
+    }
+
+    /// Accepts one connection: the seam where scripted errors replace the kernel's answer.
+    pub(crate) fn accept(&mut self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(errno) = self.injected.pop_front() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        self.socket.accept()
+    }
 }
 
 /// Why a listener is not accepting.
