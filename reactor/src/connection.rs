@@ -5,7 +5,7 @@
 //! is registered only while something is queued, so a conversation that never fills the socket costs no
 //! `epoll_ctl` at all.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
@@ -135,10 +135,37 @@ impl Connection {
 
 impl Core {
     /// Writes `data` now, queueing what the socket does not take. See [`Context::send`](crate::Context).
+    #[inline]
     pub(crate) fn send(&mut self, key: Key, data: &[u8]) -> io::Result<()> {
-        let max_output = self.config.max_output;
-        let high_watermark = self.config.high_watermark;
-        let now = self.now;
+        let (now, max_output) = (self.now, self.config.max_output);
+        // The common case, kept short: an open connection with nothing queued whose socket takes it all.
+        let mut first = None;
+        if let Some(conn) = self.connection(key)
+            && conn.flags & (flag::CLOSING | flag::CONNECTING | flag::WRITE_SHUT) == 0
+            && conn.finish == Finish::None
+            && conn.output.is_empty()
+            && !data.is_empty()
+            && data.len() <= max_output
+        {
+            match crate::sys::send(&conn.stream, data) {
+                Ok(n) if n == data.len() => {
+                    conn.last_active = now;
+                    self.counters.bytes_out += n as u64;
+                    return Ok(());
+                }
+                attempt => first = Some(attempt),
+            }
+        }
+        self.send_slow(key, data, first)
+    }
+
+    /// Everything [`send`](Self::send)'s fast path does not cover: refusals, partial writes, queueing.
+    /// `first` is the outcome of the fast path's one write, if it made one.
+    #[cold]
+    #[inline(never)]
+    fn send_slow(&mut self, key: Key, data: &[u8], first: Option<io::Result<usize>>) -> io::Result<()> {
+        let (max_output, high_watermark, now) =
+            (self.config.max_output, self.config.high_watermark, self.now);
         let Some(conn) = self.connection(key).filter(|c| !c.is_closing()) else {
             return Err(not_connected(key));
         };
@@ -151,37 +178,43 @@ impl Core {
                 format!("{} B is more than max_output ({max_output} B): send it in pieces", data.len()),
             ));
         }
+        if conn.output.len() + data.len() > max_output {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "output queue full: wait for on_drained before sending more",
+            ));
+        }
         let mut written = 0;
         if conn.output.is_empty() && !conn.has(flag::CONNECTING) {
-            while written < data.len() {
-                match conn.stream.write(&data[written..]) {
+            let mut attempt = first;
+            loop {
+                match attempt.take().unwrap_or_else(|| crate::sys::send(&conn.stream, &data[written..])) {
                     Ok(n) => written += n,
                     Err(e) if crate::io_util::would_block(&e) => break,
-                    Err(e) if crate::io_util::interrupted(&e) => {}
                     Err(e) => {
                         self.counters.bytes_out += written as u64;
                         self.schedule_close(key, CloseReason::from_io(e));
                         return Ok(());
                     }
                 }
+                if written == data.len() {
+                    break;
+                }
             }
-            conn.last_active = now;
-            if written == data.len() {
+            if written > 0 {
+                conn.last_active = now;
                 self.counters.bytes_out += written as u64;
+            }
+            if written == data.len() {
                 return Ok(());
             }
-        } else if conn.output.len() + data.len() > max_output {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "output queue full: wait for on_drained before sending more",
-            ));
         }
+        let conn = self.connection(key).expect("checked above");
         conn.output.push(&data[written..]);
         conn.set(flag::NOTIFY_DRAINED);
         if conn.output.len() > high_watermark {
             conn.set(flag::PAUSED_BY_BACKPRESSURE);
         }
-        self.counters.bytes_out += written as u64;
         self.want_write(key, true)
     }
 
@@ -193,7 +226,7 @@ impl Core {
         if conn.output.is_empty() {
             return false;
         }
-        let (written, result) = conn.output.flush_to(&mut conn.stream);
+        let (written, result) = conn.output.flush_to(&mut crate::sys::Sender(&conn.stream));
         if written > 0 {
             conn.last_active = now;
         }

@@ -1,7 +1,7 @@
 //! Turning readiness into I/O and callbacks: accept until `WouldBlock`, read until drained, finish
 //! outbound connects, fire timers, close what was scheduled to close.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
@@ -110,7 +110,7 @@ impl<H: Handler> Inner<H> {
                 self.core.push_ready(key);
                 return;
             }
-            match conn.stream.read(&mut self.read_buffer) {
+            match crate::sys::recv(&conn.stream, &mut self.read_buffer) {
                 Ok(0) => {
                     conn.clear(flag::READABLE);
                     conn.set(flag::READ_CLOSED);
@@ -335,7 +335,16 @@ impl<H: Handler> Inner<H> {
 
     /// Closes every connection scheduled to close and tells the application. Callbacks may schedule
     /// more; they are closed in the same call.
+    #[inline]
     pub(crate) fn close_scheduled(&mut self) {
+        if !self.core.closing.is_empty() {
+            self.close_scheduled_now();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn close_scheduled_now(&mut self) {
         while let Some((key, reason)) = self.core.closing.pop() {
             if !self.core.remove_connection(key) {
                 continue;

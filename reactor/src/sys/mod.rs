@@ -4,6 +4,7 @@ mod fd_limit;
 #[cfg(target_os = "linux")]
 mod proc_net;
 mod socket;
+mod socket_io;
 
 pub use fd_limit::{FdLimit, fd_limit, raise_fd_limit};
 #[cfg(target_os = "linux")]
@@ -11,3 +12,4 @@ pub use proc_net::{
     ListenCounters, TcpStates, listen_counters, local_port_range, sysctl, sysctl_u64, tcp_states,
 };
 pub(crate) use socket::connect_nonblocking;
+pub(crate) use socket_io::{Sender, recv, send};
