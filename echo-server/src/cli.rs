@@ -45,6 +45,10 @@ pub struct Cli {
     #[arg(long = "pause-accept")]
     pub pause_accept: bool,
 
+    /// Also echo UDP datagrams on the same port number (each reply goes to its datagram's sender).
+    #[arg(long)]
+    pub udp: bool,
+
     /// Print counters to stderr every SECS seconds.
     #[arg(long, value_name = "SECS")]
     pub stats: Option<f64>,
@@ -70,6 +74,9 @@ pub enum Mode {
 impl Cli {
     /// Rejects combinations that cannot work, with a sentence that says why.
     pub fn validate(&self) -> Result<(), String> {
+        if self.mode == Mode::Blocking && self.udp {
+            return Err("--udp is served by --mode reactor".into());
+        }
         if self.mode == Mode::Blocking && (self.threads > 1 || self.workers > 1) {
             return Err(
                 "--threads and --workers apply to --mode reactor; blocking mode uses a thread per peer"

@@ -6,7 +6,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use log::{error, info};
-use reactor::{Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next};
+use std::net::SocketAddr;
+
+use reactor::{Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, UdpId};
 
 use crate::cli::Cli;
 use crate::served::{self, Event};
@@ -24,6 +26,12 @@ impl Handler for Echo {
             Ok(()) => Next::Continue,
             Err(_) => Next::Close,
         }
+    }
+
+    /// A datagram goes back to whoever sent it. When the kernel's buffer is full the reply is dropped;
+    /// the loop counts it (`datagrams_refused` in `--stats`), so the loss is visible.
+    fn on_datagram(&mut self, ctx: &mut Context<'_>, socket: UdpId, data: &[u8], from: SocketAddr) {
+        let _ = ctx.send_to(socket, data, from);
     }
 }
 
@@ -49,6 +57,12 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         loops.push(event_loop);
     }
     served::print_listening(addr)?;
+    if cli.udp {
+        let mut ctx = loops[0].context();
+        let socket = ctx.bind_udp(addr)?;
+        let udp = ctx.udp_local_addr(socket)?;
+        served::print_listening_udp(udp)?;
+    }
     info!("{threads} event loop(s) on {addr}, backlog {}", cli.backlog);
 
     let (events, waiting) = mpsc::channel();

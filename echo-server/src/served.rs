@@ -21,6 +21,13 @@ pub fn print_listening(addr: SocketAddr) -> io::Result<()> {
     stdout.flush()
 }
 
+/// The same for the UDP socket, marked as such so that scripts taking the first line get TCP.
+pub fn print_listening_udp(addr: SocketAddr) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {addr} (udp)")?;
+    stdout.flush()
+}
+
 /// Sums the counters of several loops.
 pub fn total(counters: impl IntoIterator<Item = Counters>) -> Counters {
     counters.into_iter().fold(Counters::default(), |mut sum, c| {
@@ -29,6 +36,9 @@ pub fn total(counters: impl IntoIterator<Item = Counters>) -> Counters {
         sum.bytes_in += c.bytes_in;
         sum.bytes_out += c.bytes_out;
         sum.accept_paused_at_cap += c.accept_paused_at_cap;
+        sum.datagrams_in += c.datagrams_in;
+        sum.datagrams_out += c.datagrams_out;
+        sum.datagrams_refused += c.datagrams_refused;
         for (s, v) in sum.closed.iter_mut().zip(c.closed) {
             *s += v;
         }
@@ -58,6 +68,12 @@ pub fn describe(c: &Counters) -> String {
         if c.accept_errors(kind) > 0 {
             line += &format!(" accept_{}={}", kind.name(), c.accept_errors(kind));
         }
+    }
+    if c.datagrams_in > 0 {
+        line += &format!(
+            " datagrams in {} out {} refused {}",
+            c.datagrams_in, c.datagrams_out, c.datagrams_refused
+        );
     }
     if c.accept_paused_at_cap > 0 {
         line += &format!(" paused_at_cap={}", c.accept_paused_at_cap);

@@ -96,6 +96,10 @@ fn start_worker(cli: &Cli, addr: SocketAddr, index: u32) -> Result<Child, Box<dy
     if let Some(stats) = cli.stats {
         command.arg("--stats").arg(stats.to_string());
     }
+    if cli.udp && index == 0 {
+        // One UDP socket per port: the first worker serves datagrams.
+        command.arg("--udp");
+    }
     if cli.pause_accept {
         command.arg("--pause-accept");
     }

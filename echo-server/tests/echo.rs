@@ -115,3 +115,24 @@ fn idle_timeout_closes_quiet_connections() {
     peer.read_to_end(&mut rest).expect("closed by the server, not by the read timeout");
     assert!(rest.is_empty());
 }
+
+#[test]
+fn udp_datagrams_are_echoed_to_their_senders_on_the_same_port() {
+    let mut server = util::start(&["--udp"]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut server.stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), format!("listening on {} (udp)", server.addr));
+    let peers: Vec<std::net::UdpSocket> =
+        (0..3).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for (i, peer) in peers.iter().enumerate() {
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let message = testkit::payload(i as u64, 512);
+        peer.send_to(&message, server.addr).unwrap();
+        let mut reply = [0; 1024];
+        let (len, from) = peer.recv_from(&mut reply).unwrap();
+        assert_eq!(from, server.addr);
+        assert!(reply[..len] == message[..], "peer {i} got a different datagram");
+    }
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()));
+}

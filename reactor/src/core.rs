@@ -26,6 +26,7 @@ use crate::{Config, ConnId};
 pub(crate) enum Entry {
     Listener(Listener),
     Connection(Connection),
+    Udp(crate::datagram::Datagram),
     Source,
 }
 

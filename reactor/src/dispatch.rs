@@ -53,6 +53,7 @@ impl<H: Handler> Inner<H> {
             Some(slot) if slot.generation == key.generation => match slot.entry {
                 Entry::Connection(_) => self.connection_event(key, event),
                 Entry::Listener(_) => self.accept(key),
+                Entry::Udp(_) => self.datagram_event(key, event),
                 Entry::Source => {
                     let (handler, mut ctx) = self.ctx();
                     handler.on_source_ready(&mut ctx, SourceId(key), event);
@@ -368,6 +369,10 @@ impl<H: Handler> Inner<H> {
                     self.close_scheduled();
                 }
                 Some(Entry::Listener(_)) => self.accept(key),
+                Some(Entry::Udp(datagram)) => {
+                    datagram.queued = false;
+                    self.read_datagrams(key);
+                }
                 _ => {}
             }
         }
@@ -457,7 +462,7 @@ impl<H: Handler> Inner<H> {
                 match entry.entry {
                     Entry::Listener(_) => listeners.push(key),
                     Entry::Connection(_) => connections.push(key),
-                    Entry::Source => {}
+                    Entry::Udp(_) | Entry::Source => {}
                 }
             }
             for key in listeners {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use mio::event::Event;
 
-use crate::{ConnId, Context, ListenerId, SourceId, TimerId};
+use crate::{ConnId, Context, ListenerId, SourceId, TimerId, UdpId};
 
 /// The application's side of the loop. Only [`on_data`](Handler::on_data) is required; every other
 /// callback has a sensible default.
@@ -60,6 +60,17 @@ pub trait Handler {
     /// is edge-triggered and will not be reported again for data already there.
     fn on_source_ready(&mut self, ctx: &mut Context<'_>, source: SourceId, event: &Event) {
         let _ = (ctx, source, event);
+    }
+
+    /// A datagram arrived on a UDP socket bound with [`Context::bind_udp`]. `data` lives in the loop's
+    /// shared read buffer; a datagram longer than that buffer was truncated by the kernel.
+    fn on_datagram(&mut self, ctx: &mut Context<'_>, socket: UdpId, data: &[u8], from: SocketAddr) {
+        let _ = (ctx, socket, data, from);
+    }
+
+    /// A UDP socket whose send was refused with `WouldBlock` has room again.
+    fn on_udp_writable(&mut self, ctx: &mut Context<'_>, socket: UdpId) {
+        let _ = (ctx, socket);
     }
 
     /// A graceful shutdown began ([`Context::shutdown`] or [`Handle::shutdown`](crate::Handle::shutdown)):

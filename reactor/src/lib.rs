@@ -78,6 +78,7 @@ mod config;
 mod connection;
 mod context;
 mod core;
+mod datagram;
 mod dispatch;
 mod event_loop;
 mod handle;
@@ -98,7 +99,7 @@ pub use handler::{AfterEof, CloseKind, CloseReason, ConnectOptions, Handler, Nex
 pub use io_util::errno_name;
 pub use listener::ListenerOptions;
 pub use stats::{AcceptErrorKind, Counters, Stats};
-pub use token::{ConnId, ListenerId, SourceId, TimerId};
+pub use token::{ConnId, ListenerId, SourceId, TimerId, UdpId};
 
 /// The `mio` types that appear in this crate's API (`Interest`, `Event`, `Source`), re-exported so that
 /// users need not pin the same `mio` version themselves.

@@ -83,6 +83,12 @@ pub struct Counters {
     pub stale_events: u64,
     /// Loop turns (polls).
     pub turns: u64,
+    /// Datagrams received on UDP sockets.
+    pub datagrams_in: u64,
+    /// Datagrams sent on UDP sockets.
+    pub datagrams_out: u64,
+    /// Datagram sends refused with `WouldBlock` (the kernel's buffer was full; nothing was sent).
+    pub datagrams_refused: u64,
 }
 
 impl Counters {
@@ -116,6 +122,9 @@ pub struct Stats {
     accept_paused_at_cap: AtomicU64,
     stale_events: AtomicU64,
     turns: AtomicU64,
+    datagrams_in: AtomicU64,
+    datagrams_out: AtomicU64,
+    datagrams_refused: AtomicU64,
 }
 
 impl Stats {
@@ -133,6 +142,9 @@ impl Stats {
             accept_paused_at_cap: load(&self.accept_paused_at_cap),
             stale_events: load(&self.stale_events),
             turns: load(&self.turns),
+            datagrams_in: load(&self.datagrams_in),
+            datagrams_out: load(&self.datagrams_out),
+            datagrams_refused: load(&self.datagrams_refused),
         }
     }
 
@@ -152,6 +164,9 @@ impl Stats {
         store(&self.accept_paused_at_cap, c.accept_paused_at_cap);
         store(&self.stale_events, c.stale_events);
         store(&self.turns, c.turns);
+        store(&self.datagrams_in, c.datagrams_in);
+        store(&self.datagrams_out, c.datagrams_out);
+        store(&self.datagrams_refused, c.datagrams_refused);
     }
 }
 

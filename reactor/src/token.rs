@@ -102,6 +102,11 @@ id_type!(
     "listener"
 );
 id_type!(
+    /// A UDP socket owned by the loop.
+    UdpId,
+    "udp"
+);
+id_type!(
     /// A source the application registered itself (a signal pipe, a channel's receiver, ...).
     SourceId,
     "source"

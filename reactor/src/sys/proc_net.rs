@@ -85,6 +85,31 @@ impl fmt::Display for TcpStates {
     }
 }
 
+/// Datagrams the kernel dropped for UDP sockets bound to local `port` because their receive buffers
+/// were full, from the `drops` column of `/proc/net/udp` and `/proc/net/udp6`. The loop cannot see
+/// these drops any other way: they happen before the datagram reaches the socket.
+pub fn udp_drops(port: u16) -> io::Result<u64> {
+    let mut drops = 0;
+    let mut read_any = None;
+    for path in ["/proc/net/udp", "/proc/net/udp6"] {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                read_any = Some(Ok(()));
+                for line in text.lines().skip(1) {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    if fields.get(1).and_then(|f| port_of(f)) == Some(port) {
+                        drops += fields.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+                    }
+                }
+            }
+            Err(e) => {
+                read_any.get_or_insert(Err(e));
+            }
+        }
+    }
+    read_any.unwrap_or(Ok(())).map(|()| drops)
+}
+
 /// The port of an `ADDRESS:PORT` field of `/proc/net/tcp` (both in hex).
 fn port_of(field: &str) -> Option<u16> {
     u16::from_str_radix(field.rsplit(':').next()?, 16).ok()
