@@ -89,6 +89,46 @@ impl Context<'_> {
     }
 
     /// Connects to `addr` without blocking, with TCP_NODELAY. See [`connect_with`](Self::connect_with).
+    ///
+    /// ```
+    /// use reactor::{CloseReason, Config, ConnId, Context, EventLoop, Handler, Next, Origin};
+    ///
+    /// /// Says hello once connected, then stops the loop when the peer answers.
+    /// struct Client { answer: Vec<u8> }
+    /// impl Handler for Client {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, origin: Origin) {
+    ///         assert_eq!(origin, Origin::Connected);
+    ///         ctx.send(conn, b"hello").unwrap();
+    ///     }
+    ///     fn on_data(&mut self, ctx: &mut Context<'_>, _: ConnId, data: &[u8]) -> Next {
+    ///         self.answer.extend_from_slice(data);
+    ///         ctx.stop();
+    ///         Next::Close
+    ///     }
+    ///     fn on_close(&mut self, ctx: &mut Context<'_>, _: ConnId, reason: &CloseReason) {
+    ///         // A refused or failed connect arrives here as CloseReason::ConnectFailed.
+    ///         eprintln!("closed: {reason}");
+    ///         ctx.stop();
+    ///     }
+    /// }
+    ///
+    /// # use std::io::{Read, Write};
+    /// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = server.local_addr()?;
+    /// let peer = std::thread::spawn(move || -> std::io::Result<()> {
+    ///     let (mut stream, _) = server.accept()?;
+    ///     let mut hello = [0; 5];
+    ///     stream.read_exact(&mut hello)?;
+    ///     stream.write_all(b"hi!")
+    /// });
+    /// let mut event_loop = EventLoop::new(Config::default(), Client { answer: Vec::new() })?;
+    /// event_loop.context().connect(addr)?;
+    /// event_loop.run()?;
+    /// assert_eq!(event_loop.handler().answer, b"hi!");
+    /// # peer.join().unwrap()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
         self.connect_with(&ConnectOptions::new(addr))
     }
@@ -96,7 +136,7 @@ impl Context<'_> {
     /// Starts a non-blocking connect. Errors the kernel reports at once (EMFILE, EADDRNOTAVAIL,
     /// ENETUNREACH) are returned here; otherwise the outcome arrives later as
     /// [`on_open`](crate::Handler::on_open) with [`Origin::Connected`](crate::Origin::Connected), or as
-    /// [`on_close`](crate::Handler::on_close) with [`CloseReason::ConnectFailed`]. Data sent before the
+    /// [`on_close`](crate::Handler::on_close) with [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed). Data sent before the
     /// connect completes is queued. [`Config::idle_timeout`](crate::Config::idle_timeout) bounds how long
     /// it may take.
     pub fn connect_with(&mut self, options: &ConnectOptions) -> io::Result<ConnId> {
@@ -167,6 +207,31 @@ impl Context<'_> {
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag` once `after` has passed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reactor::{Config, ConnId, Context, EventLoop, Handler, Next, TimerId};
+    ///
+    /// struct Ticker { ticks: u32 }
+    /// impl Handler for Ticker {
+    ///     type Message = ();
+    ///     fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, _: &[u8]) -> Next { Next::Continue }
+    ///     fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, tag: u64) {
+    ///         self.ticks += 1;
+    ///         if self.ticks < 3 {
+    ///             ctx.set_timer(Duration::from_millis(5), tag); // periodic: re-arm
+    ///         } else {
+    ///             ctx.stop();
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let mut event_loop = EventLoop::new(Config::default(), Ticker { ticks: 0 })?;
+    /// event_loop.context().set_timer(Duration::from_millis(5), 7);
+    /// event_loop.run()?;
+    /// assert_eq!(event_loop.handler().ticks, 3);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
         TimerId(self.core.set_timer(after, TimerKind::User(tag)))
     }
@@ -179,6 +244,36 @@ impl Context<'_> {
     /// Registers one of the application's own sources (for example a `signal_hook_mio::v1_0::Signals`);
     /// its readiness arrives as [`on_source_ready`](crate::Handler::on_source_ready). The application
     /// keeps the source and must [`deregister`](Self::deregister) it before dropping it.
+    ///
+    /// Signals, for example, through `signal-hook-mio`:
+    /// ```
+    /// use reactor::mio::{Interest, event::Event};
+    /// use reactor::{Config, ConnId, Context, EventLoop, Handler, Next, SourceId};
+    /// use signal_hook::consts::SIGUSR1;
+    /// use signal_hook_mio::v1_0::Signals;
+    ///
+    /// struct OnSignal { signals: Option<Signals>, seen: Vec<i32> }
+    /// impl Handler for OnSignal {
+    ///     type Message = ();
+    ///     fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, _: &[u8]) -> Next { Next::Continue }
+    ///     fn on_source_ready(&mut self, ctx: &mut Context<'_>, _: SourceId, _: &Event) {
+    ///         // Edge-triggered: take every pending signal now.
+    ///         if let Some(signals) = &mut self.signals {
+    ///             self.seen.extend(signals.pending());
+    ///         }
+    ///         ctx.stop();
+    ///     }
+    /// }
+    ///
+    /// let mut event_loop = EventLoop::new(Config::default(), OnSignal { signals: None, seen: Vec::new() })?;
+    /// let mut signals = Signals::new([SIGUSR1])?;
+    /// event_loop.context().register(&mut signals, Interest::READABLE)?;
+    /// event_loop.handler_mut().signals = Some(signals);
+    /// signal_hook::low_level::raise(SIGUSR1)?;
+    /// event_loop.run()?;
+    /// assert_eq!(event_loop.handler().seen, [SIGUSR1]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn register(&mut self, source: &mut dyn Source, interest: Interest) -> io::Result<SourceId> {
         let key = self.core.insert(Entry::Source, |_| None, interest)?;
         log::trace!("register {key:?} {interest:?}");

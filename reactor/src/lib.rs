@@ -33,6 +33,17 @@
 //! differ and the event is dropped. [`ConnId`]s carry the same generation, so a stale id held by the
 //! application is refused instead of reaching a stranger.
 //!
+//! # What the loop guarantees, and what it does not
+//! - Every byte a connection reads reaches [`Handler::on_data`] in order; every byte accepted by
+//!   [`Context::send`] is written in order or the connection closes with a reason.
+//! - Every connection gets exactly one [`Handler::on_close`], whatever ends it.
+//! - Memory per connection is bounded: an idle connection holds no buffer, queued output stops reading
+//!   at [`Config::high_watermark`] and refuses sends past [`Config::max_output`].
+//! - Running out of descriptors never makes the loop spin, and it accepts again by itself.
+//! - It does not retry anything on the application's behalf (a refused send, a failed connect), does
+//!   not time out anything but idle connections, and does not order callbacks across connections.
+//! - Callbacks run on the loop's thread: one that blocks stalls every connection.
+//!
 //! # What it does not do
 //! It does not parse protocols, encrypt, or spread one connection's work over threads. For more than one
 //! core, run one loop per core, each with its own SO_REUSEPORT listener on the same port

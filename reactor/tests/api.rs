@@ -192,7 +192,7 @@ impl Handler for SlotThief {
 fn closed_token_reused_in_same_batch() {
     util::init();
     let mut stale_events_seen = 0;
-    for round in 0..200 {
+    for round in 0..1_000 {
         let mut event_loop = EventLoop::new(Config::default(), SlotThief::default()).unwrap();
         let (_, addr) = event_loop.listen(&reactor::ListenerOptions::new(util::any_local_address())).unwrap();
         let mut a = TcpStream::connect(addr).unwrap();
@@ -212,4 +212,64 @@ fn closed_token_reused_in_same_batch() {
         stale_events_seen += stats.stale_events;
     }
     assert!(stale_events_seen > 0, "no round had the stale event in the same batch; the test proved nothing");
+}
+
+/// Sends until refused to a peer that never reads, and records how each refusal was worded.
+#[derive(Default)]
+struct Producer {
+    sent: usize,
+    refusals: Vec<std::io::ErrorKind>,
+    drained: bool,
+}
+
+impl Handler for Producer {
+    type Message = ();
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: Origin) {
+        let too_big = vec![0; Config::default().max_output + 1];
+        self.refusals.push(ctx.send(conn, &too_big).unwrap_err().kind());
+        let chunk = vec![1; 64 * 1024];
+        loop {
+            match ctx.send(conn, &chunk) {
+                Ok(()) => self.sent += chunk.len(),
+                Err(e) => {
+                    self.refusals.push(e.kind());
+                    break;
+                }
+            }
+        }
+        assert!(ctx.queued(conn).unwrap() <= Config::default().max_output);
+    }
+    fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, _: &[u8]) -> Next {
+        Next::Continue
+    }
+    fn on_drained(&mut self, ctx: &mut Context<'_>, _: ConnId) {
+        self.drained = true;
+        ctx.stop();
+    }
+}
+
+#[test]
+fn send_refuses_past_the_output_cap_and_says_when_to_retry() {
+    util::init();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut event_loop = EventLoop::new(Config::default(), Producer::default()).unwrap();
+    event_loop.context().connect(listener.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    turn_until(&mut event_loop, 50, |p| !p.refusals.is_empty());
+    assert_eq!(
+        event_loop.handler().refusals,
+        [std::io::ErrorKind::InvalidInput, std::io::ErrorKind::WouldBlock],
+        "too big for the cap, then full"
+    );
+    let sent = event_loop.handler().sent;
+    let reader = std::thread::spawn(move || {
+        let mut buffer = vec![0; 1 << 16];
+        let mut total = 0;
+        while total < sent {
+            total += peer.read(&mut buffer).unwrap();
+        }
+        total
+    });
+    turn_until(&mut event_loop, 10_000, |p| p.drained);
+    assert_eq!(reader.join().unwrap(), sent, "every accepted byte arrives");
 }
