@@ -88,11 +88,15 @@ impl<H: Handler> Inner<H> {
         if event.is_read_closed() {
             conn.set(flag::HANGUP_SEEN);
         }
+        // A parked connection is read from the ready list, once per turn, not here as well.
+        let parked = conn.has(flag::QUEUED);
         if event.is_writable() && conn.wants_write && self.core.flush(key) {
             let (handler, mut ctx) = self.ctx();
             handler.on_drained(&mut ctx, ConnId(key));
         }
-        self.read(key);
+        if !parked {
+            self.read(key);
+        }
         self.close_scheduled();
     }
 
@@ -357,10 +361,10 @@ impl<H: Handler> Inner<H> {
         }
     }
 
-    /// Works through entries left over from earlier turns: only those queued before this call, so the
-    /// phase always ends.
-    pub(crate) fn run_ready(&mut self) {
-        for _ in 0..self.core.ready.len() {
+    /// Works through the first `count` entries of the ready list: those left over from earlier turns.
+    /// Entries parked during this turn wait for the next, so a flooding peer gets one budget per turn.
+    pub(crate) fn run_ready(&mut self, count: usize) {
+        for _ in 0..count {
             let Some(key) = self.core.ready.pop_front() else { break };
             match self.core.entry(key) {
                 Some(Entry::Connection(conn)) => {

@@ -127,7 +127,8 @@ impl<H: Handler> EventLoop<H> {
         inner.core.now = std::time::Instant::now();
         inner.core.counters.turns += 1;
 
-        // Dispatch.
+        // Dispatch. Entries parked on earlier turns wait until the fresh events are served.
+        let parked = inner.core.ready.len();
         let mut woken = false;
         for event in self.events.iter() {
             if event.token() == WAKER {
@@ -138,7 +139,7 @@ impl<H: Handler> EventLoop<H> {
         }
 
         // Left over from earlier turns; requests from other threads; timers; shutdown.
-        inner.run_ready();
+        inner.run_ready(parked);
         if woken {
             inner.take_requests();
         }
