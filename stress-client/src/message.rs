@@ -204,3 +204,78 @@ mod tests {
         assert!(s.receive(b"x", &mut Vec::new(), |_| {}).is_err());
     }
 }
+
+/// Fuzz-style checks of the decoder with seeded random input (the crate is a binary, so they live
+/// here; each failure names its seed and round).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use testkit::Rng;
+
+    /// Random peer bytes, in random pieces, never panic the decoder; a refusal names the first wrong
+    /// byte exactly; acceptance means every byte was right.
+    #[test]
+    fn arbitrary_bytes_in_arbitrary_pieces_are_judged_exactly() {
+        for seed in 1..=300u64 {
+            let mut rng = Rng::new(seed);
+            let size = rng.between(1, 300);
+            let mut stream = Stream::new(seed, size);
+            let messages = rng.between(0, 5);
+            let mut sent = Vec::new();
+            for _ in 0..messages {
+                let mut m = vec![0; size];
+                stream.next_message(&mut m);
+                sent.extend_from_slice(&m);
+            }
+            // Start from the true echo, then corrupt, cut short or extend it at random.
+            let mut echo = sent.clone();
+            match rng.between(0, 3) {
+                0 => {}
+                1 if !echo.is_empty() => {
+                    let at = rng.between(0, echo.len() - 1);
+                    echo[at] ^= rng.between(1, 255) as u8;
+                }
+                2 => echo.truncate(rng.between(0, echo.len())),
+                _ => echo.extend((0..rng.between(1, 64)).map(|_| rng.between(0, 255) as u8)),
+            }
+            let mut scratch = Vec::new();
+            let mut done = 0u64;
+            let mut result = Ok(());
+            let mut rest = &echo[..];
+            while !rest.is_empty() && result.is_ok() {
+                let n = rng.between(1, rest.len());
+                result = stream.receive(&rest[..n], &mut scratch, |_| done += 1);
+                rest = &rest[n..];
+            }
+            let first_wrong = (0..echo.len()).find(|&i| sent.get(i) != Some(&echo[i]));
+            match (result, first_wrong) {
+                (Ok(()), None) => assert_eq!(done as usize, echo.len() / size, "seed {seed}"),
+                (Err(e), Some(at)) => assert_eq!(e.offset, at as u64, "seed {seed}: {e}"),
+                (r, w) => panic!("seed {seed}: decoder said {r:?}, first wrong byte {w:?}"),
+            }
+            assert!(
+                scratch.capacity() <= size.max(64) * 2,
+                "seed {seed}: scratch grew to {}",
+                scratch.capacity()
+            );
+        }
+    }
+
+    /// Random garbage where a header is expected, including headers claiming huge sequence numbers,
+    /// is refused without panicking or allocating by what the bytes claim.
+    #[test]
+    fn garbage_headers_are_refused_without_panic() {
+        let mut rng = Rng::new(77);
+        for round in 0..2_000 {
+            let size = rng.between(16, 128);
+            let mut stream = Stream::new(rng.between(0, 1 << 20) as u64, size);
+            let mut m = vec![0; size];
+            stream.next_message(&mut m);
+            let garbage: Vec<u8> = (0..size).map(|_| rng.between(0, 255) as u8).collect();
+            let mut scratch = Vec::new();
+            let result = stream.receive(&garbage, &mut scratch, |_| {});
+            assert_eq!(result.is_ok(), garbage == m, "round {round}");
+            assert!(scratch.capacity() <= 2 * size, "round {round}");
+        }
+    }
+}
