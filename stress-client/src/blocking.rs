@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -206,19 +207,11 @@ fn echo(
     let mut sent_at = std::collections::VecDeque::new();
     let mut latencies = Latencies { shared, pending: Vec::with_capacity(1024) };
     loop {
+        // Send what is due.
         let now = Instant::now();
         let running = now < times.end && !shared.abort.load(Ordering::Relaxed);
         while running && messages.in_flight() < pipeline {
-            let stamp = match times.interval {
-                Some(interval) => {
-                    let due = opened + interval.mul_f64(messages.next_send as f64);
-                    if due > Instant::now() {
-                        break;
-                    }
-                    due
-                }
-                None => Instant::now(),
-            };
+            let Some(stamp) = send_stamp(opened, times.interval, &messages) else { break };
             messages.next_message(&mut message);
             if let Err(e) = stream.write_all(&message) {
                 tally.error(reactor::errno_name(&e));
@@ -228,33 +221,21 @@ fn echo(
             sent_at.push_back(stamp);
             tally.bytes_sent += message.len() as u64;
         }
+        // Nothing in flight: at a fixed rate, wait for the next message's time; else the run is over.
         if messages.in_flight() == 0 {
             match (running, times.interval) {
                 (true, Some(interval)) => {
-                    let due = opened + interval.mul_f64(messages.next_send as f64);
-                    thread::sleep(
-                        due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)),
-                    );
+                    sleep_until_due(opened, interval, &messages);
                     continue;
                 }
                 _ => return Ok(()),
             }
         }
-        let n = match stream.read(&mut buffer) {
-            Ok(0) => {
-                tally.closed_by_server += 1;
-                return lost(&messages, "the server closed the connection");
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return lost(&messages, &format!("not back within {ECHO_WAIT:?}"));
-            }
-            Err(e) => {
-                tally.error(reactor::errno_name(&e));
-                tally.closed_by_server += 1;
-                return lost(&messages, "the connection failed");
-            }
+        // Read and verify what came back.
+        let n = match read_echo(stream, &mut buffer, &messages, tally) {
+            ControlFlow::Continue(Some(n)) => n,
+            ControlFlow::Continue(None) => continue,
+            ControlFlow::Break(result) => return result,
         };
         let now = Instant::now();
         tally.bytes_received += n as u64;
@@ -269,6 +250,47 @@ fn echo(
             })
             .map_err(|m| m.to_string())?;
         shared.counters.messages.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The time the next message counts from: now in a closed loop; at a fixed rate its due time, or
+/// `None` while it is not due yet.
+fn send_stamp(opened: Instant, interval: Option<Duration>, messages: &Stream) -> Option<Instant> {
+    let Some(interval) = interval else { return Some(Instant::now()) };
+    let due = opened + interval.mul_f64(messages.next_send as f64);
+    if due > Instant::now() { None } else { Some(due) }
+}
+
+/// Sleeps until the next message is due at a fixed rate, but no longer than 100 ms, so that the end
+/// of the run and an abort are seen in time.
+fn sleep_until_due(opened: Instant, interval: Duration, messages: &Stream) {
+    let due = opened + interval.mul_f64(messages.next_send as f64);
+    thread::sleep(due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
+}
+
+/// Reads echoed bytes: `Continue(Some(n))` with their count, `Continue(None)` after a signal, or
+/// `Break` with how the connection ended (an error if bytes sent are now lost).
+fn read_echo(
+    stream: &mut std::net::TcpStream,
+    buffer: &mut [u8],
+    messages: &Stream,
+    tally: &mut Tally,
+) -> ControlFlow<Result<(), String>, Option<usize>> {
+    match stream.read(buffer) {
+        Ok(0) => {
+            tally.closed_by_server += 1;
+            ControlFlow::Break(lost(messages, "the server closed the connection"))
+        }
+        Ok(n) => ControlFlow::Continue(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => ControlFlow::Continue(None),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            ControlFlow::Break(lost(messages, &format!("not back within {ECHO_WAIT:?}")))
+        }
+        Err(e) => {
+            tally.error(reactor::errno_name(&e));
+            tally.closed_by_server += 1;
+            ControlFlow::Break(lost(messages, "the connection failed"))
+        }
     }
 }
 

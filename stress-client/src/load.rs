@@ -2,12 +2,14 @@
 //! the report.
 
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::cli::{ChurnArgs, ConnectArgs, DEFAULT_CONNECTIONS, EchoArgs, LoadArgs};
 use crate::diagnose;
 use crate::driver::{Plan, Work};
 use crate::environment::Environment;
+use crate::loops::Combined;
 use crate::progress::{Progress, Ticker};
 use crate::report::{Client, Report};
 use crate::usage::Usage;
@@ -59,6 +61,7 @@ fn run(
         let reports = crate::processes::run(load, connections, rate)?;
         return Report::merge(&reports).map_err(io::Error::other);
     }
+    // Before: the machine, its limits, and the counters the run will be compared with.
     let environment = Environment::capture();
     let sources = load.source_ips.clone().map(|s| s.0).unwrap_or_default();
     let warnings = environment.warnings(connections, sources.len() as u64, u64::from(load.processes));
@@ -69,36 +72,9 @@ fn run(
     }
     let listen_before = reactor::sys::listen_counters();
     let usage_before = Usage::now();
-    let prefix = load.child_index.map(|i| format!("[process {i}] ")).unwrap_or_default();
-    let mut ticker = Ticker::new(prefix);
-    let threads = if load.blocking { 1 } else { u64::from(load.threads).min(connections) };
-    let progress = Progress::new(threads as usize);
-    let plans: Vec<Plan> = (0..threads)
-        .scan(load.id_offset, |first_id, i| {
-            let n = connections / threads + u64::from(i < connections % threads);
-            let fraction = n as f64 / connections as f64;
-            let mut work = work.clone();
-            if let Work::Echo { rate: Some(r), .. } = &mut work {
-                *r *= fraction;
-            }
-            let plan = Plan {
-                target: load.target,
-                first_id: *first_id,
-                connections: n,
-                ramp: load.ramp.map(|r| r * fraction),
-                sources: sources.clone(),
-                connect_timeout: Duration::from_millis(load.connect_timeout),
-                work,
-            };
-            *first_id += n;
-            Some(plan)
-        })
-        .collect();
-    let combined = if load.blocking {
-        crate::blocking::run(plans.into_iter().next().expect("one plan"), &progress, &mut ticker)?
-    } else {
-        crate::loops::run(plans, &progress, &mut ticker)?
-    };
+    // The run itself.
+    let combined = run_plans(load, connections, &work, &sources)?;
+    // After: the report, and what its errors mean.
     let usage = Usage::now().since(&usage_before);
     let explain = diagnose::Context {
         env: &environment,
@@ -116,6 +92,57 @@ fn run(
     };
     report.fill(&combined.tally, combined.measured.as_secs_f64());
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
+    diagnose_report(&mut report, &explain, &combined);
+    report.sockets = reactor::sys::tcp_states(load.target.port())
+        .map(|s| s.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect())
+        .unwrap_or_default();
+    report.environment = environment;
+    check_established(&report, load)?;
+    Ok(report)
+}
+
+/// Splits the load over loops (or one blocking plan) and runs it, printing progress meanwhile.
+fn run_plans(load: &LoadArgs, connections: u64, work: &Work, sources: &[IpAddr]) -> io::Result<Combined> {
+    let prefix = load.child_index.map(|i| format!("[process {i}] ")).unwrap_or_default();
+    let mut ticker = Ticker::new(prefix);
+    let threads = if load.blocking { 1 } else { u64::from(load.threads).min(connections) };
+    let progress = Progress::new(threads as usize);
+    let plans = split(load, connections, threads, work, sources);
+    if load.blocking {
+        crate::blocking::run(plans.into_iter().next().expect("one plan"), &progress, &mut ticker)
+    } else {
+        crate::loops::run(plans, &progress, &mut ticker)
+    }
+}
+
+/// One plan per loop: connections, ramp and rate shared out as evenly as whole connections allow,
+/// with consecutive connection ids.
+fn split(load: &LoadArgs, connections: u64, threads: u64, work: &Work, sources: &[IpAddr]) -> Vec<Plan> {
+    (0..threads)
+        .scan(load.id_offset, |first_id, i| {
+            let n = connections / threads + u64::from(i < connections % threads);
+            let fraction = n as f64 / connections as f64;
+            let mut work = work.clone();
+            if let Work::Echo { rate: Some(r), .. } = &mut work {
+                *r *= fraction;
+            }
+            let plan = Plan {
+                target: load.target,
+                first_id: *first_id,
+                connections: n,
+                ramp: load.ramp.map(|r| r * fraction),
+                sources: sources.to_vec(),
+                connect_timeout: Duration::from_millis(load.connect_timeout),
+                work,
+            };
+            *first_id += n;
+            Some(plan)
+        })
+        .collect()
+}
+
+/// What the errors mean, whether the server closed connections, and which limit stopped the ramp.
+fn diagnose_report(report: &mut Report, explain: &diagnose::Context<'_>, combined: &Combined) {
     report.diagnosis = explain.explain(&report.errors);
     if report.closed_by_server > 0 {
         report.diagnosis.push(format!(
@@ -124,10 +151,10 @@ fn run(
         ));
     }
     report.limit = combined.stopped_by.as_deref().map(|s| explain.limit(s, report.established));
-    report.sockets = reactor::sys::tcp_states(load.target.port())
-        .map(|s| s.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect())
-        .unwrap_or_default();
-    report.environment = environment;
+}
+
+/// A run in which no connection was established has nothing to report: that is an error.
+fn check_established(report: &Report, load: &LoadArgs) -> io::Result<()> {
     if report.established == 0 {
         let why: Vec<String> = report.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
         return Err(io::Error::other(format!(
@@ -136,5 +163,5 @@ fn run(
             if why.is_empty() { "no error reported".to_owned() } else { why.join(", ") }
         )));
     }
-    Ok(report)
+    Ok(())
 }

@@ -19,6 +19,7 @@ mod processes;
 mod progress;
 mod report;
 mod source_ips;
+mod summary;
 mod tally;
 mod usage;
 

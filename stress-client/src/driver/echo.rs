@@ -1,0 +1,116 @@
+//! Echo scheduling and verification: closed loop (send again as each echo returns), a pipeline of
+//! messages in flight, or a fixed rate whose latency counts from the intended send time.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use reactor::Context;
+
+use super::{Driver, Phase, Slot, TAG_SEND, Work};
+use crate::message::Mismatch;
+use crate::tally;
+
+impl Driver {
+    /// Sends what this connection may send now: up to the pipeline, and at a fixed rate only what is
+    /// due (arming a timer for the next one).
+    pub(super) fn send_due(&mut self, ctx: &mut Context<'_>, index: usize) {
+        let Work::Echo { pipeline, rate, .. } = self.plan.work else { return };
+        let interval = rate.map(|r| Duration::from_secs_f64(self.plan.connections as f64 / r));
+        let slot = &mut self.slots[index];
+        let (Some(conn), Some(opened_at)) = (slot.conn, slot.opened_at) else { return };
+        while self.phase == Phase::Running && slot.stream.in_flight() < pipeline {
+            let Some(stamp) = send_stamp(ctx, slot, index, opened_at, interval) else { break };
+            slot.stream.next_message(&mut self.message);
+            if ctx.send(conn, &self.message).is_err() {
+                // The connection is closing; on_close will say why.
+                break;
+            }
+            slot.sent_at.push_back(stamp);
+            if stamp >= self.measure_from {
+                self.tally.bytes_sent += self.message.len() as u64;
+            }
+        }
+    }
+
+    /// The fixed-rate send timer of slot `index` fired.
+    pub(super) fn send_timer_fired(&mut self, ctx: &mut Context<'_>, index: usize) {
+        self.slots[index].send_timer = false;
+        self.send_due(ctx, index);
+    }
+
+    /// Verifies `data` echoed on slot `index` at `now`, recording the latency of each message it
+    /// completes; returns how many it completed.
+    pub(super) fn receive(&mut self, now: Instant, index: usize, data: &[u8]) -> Result<u64, Mismatch> {
+        if now >= self.measure_from {
+            self.tally.bytes_received += data.len() as u64;
+        }
+        let slot = &mut self.slots[index];
+        let (tally, measure_from) = (&mut self.tally, self.measure_from);
+        let mut completed = 0u64;
+        slot.stream.receive(data, &mut self.scratch, |_| {
+            completed += 1;
+            let sent = slot.sent_at.pop_front().unwrap_or(now);
+            if now >= measure_from {
+                tally.messages += 1;
+                tally::record(&mut tally.latency, now.saturating_duration_since(sent));
+            }
+        })?;
+        Ok(completed)
+    }
+
+    /// Echoes came back on slot `index`: sends the next ones, and ends the drain once none is left.
+    pub(super) fn echoes_returned(&mut self, ctx: &mut Context<'_>, index: usize) {
+        self.send_due(ctx, index);
+        if self.phase == Phase::Draining && !self.in_flight() {
+            self.close_all(ctx);
+        }
+    }
+
+    /// Any open connection still waits for an echo.
+    pub(super) fn in_flight(&self) -> bool {
+        self.slots.iter().any(|s| s.is_open() && s.stream.in_flight() > 0)
+    }
+
+    /// An echo did not match what was sent: counted, and every loop winds down.
+    pub(super) fn mismatched(&mut self, ctx: &mut Context<'_>, mismatch: &Mismatch) {
+        self.tally.verify_failed(mismatch.to_string());
+        self.abort.store(true, Ordering::Relaxed);
+        self.end(ctx);
+    }
+
+    /// Bytes sent on slot `index` will never come back (`why`): a verification failure, and every
+    /// loop winds down.
+    pub(super) fn lost(&mut self, index: usize, why: &str) {
+        let stream = &self.slots[index].stream;
+        let what = format!(
+            "connection {}: byte offset {}: {} bytes sent were never echoed ({why})",
+            stream.conn,
+            stream.received(),
+            stream.outstanding()
+        );
+        self.tally.verify_failed(what);
+        self.abort.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The time the next message of `slot` counts from: now in a closed loop; at a fixed rate its due time,
+/// or `None` (arming the slot's send timer) while it is not due yet.
+fn send_stamp(
+    ctx: &mut Context<'_>,
+    slot: &mut Slot,
+    index: usize,
+    opened_at: Instant,
+    interval: Option<Duration>,
+) -> Option<Instant> {
+    let Some(interval) = interval else { return Some(Instant::now()) };
+    let due = opened_at + interval.mul_f64(slot.stream.next_send as f64);
+    if due > ctx.now() {
+        if !slot.send_timer {
+            slot.send_timer = true;
+            ctx.set_timer(due - ctx.now(), TAG_SEND | index as u64);
+        }
+        return None;
+    }
+    // Latency counts from when the message should have gone, not when it could.
+    Some(due)
+}

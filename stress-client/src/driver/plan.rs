@@ -1,0 +1,69 @@
+//! What a loop is asked to do ([`Plan`], [`Work`]) and what it hands back ([`Outcome`]); the blocking
+//! model reads the same plan.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::tally::Tally;
+
+/// What each connection does once open.
+#[derive(Clone, Debug)]
+pub enum Work {
+    /// Echo messages until `duration`.
+    Echo {
+        /// Bytes per message.
+        size: usize,
+        /// Messages in flight per connection.
+        pipeline: u64,
+        /// This loop's share of a fixed total rate (messages per second), or closed loop.
+        rate: Option<f64>,
+        /// Excluded from the statistics.
+        warmup: Duration,
+        /// Whole run.
+        duration: Duration,
+    },
+    /// Stay idle for `hold` once every connection is up (or, until failure, once the ramp stopped).
+    Hold {
+        /// How long.
+        hold: Duration,
+        /// Keep opening until the first sustained failure.
+        until_failure: bool,
+    },
+    /// Connect, echo one message of `size`, close, again, until `duration`.
+    Churn {
+        /// Bytes of the message.
+        size: usize,
+        /// Whole run.
+        duration: Duration,
+    },
+}
+
+/// What one loop must do.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The server.
+    pub target: SocketAddr,
+    /// Connection id of this loop's first connection (ids are unique across loops and processes).
+    pub first_id: u64,
+    /// Connections this loop opens.
+    pub connections: u64,
+    /// This loop's share of the connect rate, or all at once.
+    pub ramp: Option<f64>,
+    /// Source addresses to bind to, round-robin (empty: the kernel chooses).
+    pub sources: Vec<IpAddr>,
+    /// A connect not complete after this long is aborted and counted as ETIMEDOUT.
+    pub connect_timeout: Duration,
+    /// What each connection does.
+    pub work: Work,
+}
+
+/// What a loop found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The counts.
+    pub tally: Tally,
+    /// The interval the statistics cover.
+    pub measured: Duration,
+    /// For `--until-failure`: the kernel's name for the failure that stopped the ramp.
+    pub stopped_by: Option<String>,
+}

@@ -1,0 +1,103 @@
+//! The run's course: start, a tick that ramps and publishes progress, the end, the drain of echoes
+//! still in flight, and the shutdown of the loop.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use reactor::Context;
+
+use super::{DRAIN, Driver, Phase, TAG_DRAINED, TAG_END, TAG_TICK, TICK, Work};
+
+impl Driver {
+    /// Starts the run: the first connections, the tick, the end of the run.
+    pub(super) fn start(&mut self, ctx: &mut Context<'_>) {
+        self.started = ctx.now();
+        self.measure_from = self.started;
+        match self.plan.work {
+            Work::Echo { duration, warmup, .. } => {
+                self.measure_from = self.started + warmup;
+                ctx.set_timer(duration, TAG_END);
+            }
+            Work::Churn { duration, .. } => {
+                ctx.set_timer(duration, TAG_END);
+            }
+            Work::Hold { .. } => {}
+        }
+        ctx.set_timer(TICK, TAG_TICK);
+        self.ramp(ctx);
+    }
+
+    /// Every [`TICK`]: publishes progress, winds down on abort, ramps, and sees whether the run is
+    /// complete.
+    pub(super) fn on_tick(&mut self, ctx: &mut Context<'_>) {
+        self.publish();
+        if self.phase == Phase::Closing {
+            return;
+        }
+        ctx.set_timer(TICK, TAG_TICK);
+        if self.abort.load(Ordering::Relaxed) {
+            self.end(ctx);
+            return;
+        }
+        self.ramp(ctx);
+        self.retry_failed_connects(ctx);
+        self.check_complete(ctx);
+    }
+
+    /// Once every connection was attempted and has settled: a hold starts its timer; an echo run with
+    /// no connection left ends early.
+    fn check_complete(&mut self, ctx: &mut Context<'_>) {
+        let attempted = self.slots.len() as u64 == self.plan.connections || self.stopped_by.is_some();
+        let settled = self.slots.iter().all(|s| s.is_settled());
+        match self.plan.work {
+            Work::Hold { hold, .. } if attempted && settled && !self.hold_armed => {
+                self.hold_armed = true;
+                ctx.set_timer(hold, TAG_END);
+            }
+            // Nothing left to wait for: every connection failed or was closed.
+            Work::Echo { .. } if attempted && ctx.connections() == 0 => self.end(ctx),
+            _ => {}
+        }
+    }
+
+    /// Stops sending; closes everything once the echoes in flight are back (or [`DRAIN`] passed).
+    pub(super) fn end(&mut self, ctx: &mut Context<'_>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.measure_to.get_or_insert(ctx.now());
+        self.phase = Phase::Draining;
+        if matches!(self.plan.work, Work::Echo { .. }) && self.in_flight() {
+            ctx.set_timer(DRAIN, TAG_DRAINED);
+        } else {
+            self.close_all(ctx);
+        }
+    }
+
+    /// [`DRAIN`] passed after the end: what has not come back by now is lost.
+    pub(super) fn drained(&mut self, ctx: &mut Context<'_>) {
+        for index in 0..self.slots.len() {
+            let s = &self.slots[index];
+            if s.is_open() && s.stream.outstanding() > 0 {
+                self.lost(index, &format!("not back within {DRAIN:?} after the run ended"));
+            }
+        }
+        self.close_all(ctx);
+    }
+
+    /// Publishes the final counts and shuts the loop down.
+    pub(super) fn close_all(&mut self, ctx: &mut Context<'_>) {
+        self.phase = Phase::Closing;
+        self.publish();
+        ctx.shutdown(Duration::from_secs(2));
+    }
+
+    /// Stores the counts the progress line reads.
+    fn publish(&self) {
+        let c = &self.counters;
+        c.open.store(self.open_now, Ordering::Relaxed);
+        c.established.store(self.tally.established, Ordering::Relaxed);
+        c.messages.store(self.tally.messages + self.tally.cycles, Ordering::Relaxed);
+        c.errors.store(self.tally.errors.values().sum(), Ordering::Relaxed);
+    }
+}
