@@ -44,7 +44,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     let (events, waiting) = mpsc::channel();
     crate::signals::forward_to(events.clone())?;
     if !cli.pause_accept {
-        let (max, idle) = (cli.max_conns().unwrap_or(usize::MAX), cli.idle_timeout());
+        let (max, idle) = (thread_cap(cli.max_conns()), cli.idle_timeout());
         std::thread::Builder::new().name("accept".into()).spawn(move || {
             let result = accept_forever(&listener, max, idle);
             let _ = events.send(Event::Ended { index: 0, result });
@@ -58,6 +58,36 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         Ok(Event::Ended { result: Err(e), .. }) => Err(e.into()),
         _ => Ok(ExitCode::FAILURE),
     }
+}
+
+/// How many connection threads to allow. Every thread maps a stack and a signal stack, each with a guard
+/// page, and the kernel caps a process's mappings (vm.max_map_count); when a new thread cannot map its
+/// signal stack, the Rust runtime aborts the whole process instead of failing the spawn. So the accept
+/// loop stays below that ceiling, and peers beyond it wait in the backlog as with `--max-conns`.
+fn thread_cap(asked: Option<usize>) -> usize {
+    let ceiling = map_count_limit().map_or(usize::MAX, |maps| (maps.saturating_sub(4096) / 4) as usize);
+    match asked {
+        Some(max) if max <= ceiling => max,
+        _ => {
+            if ceiling != usize::MAX {
+                warn!(
+                    "blocking mode holds at most {ceiling} connections here: each needs a thread, and \
+                     vm.max_map_count allows about that many; further peers wait in the accept queue"
+                );
+            }
+            ceiling
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn map_count_limit() -> Option<u64> {
+    reactor::sys::sysctl_u64("vm.max_map_count")
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map_count_limit() -> Option<u64> {
+    None
 }
 
 fn accept_forever(listener: &TcpListener, max: usize, idle: Option<Duration>) -> io::Result<()> {
