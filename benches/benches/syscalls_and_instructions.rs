@@ -1,0 +1,203 @@
+//! The two figures that repeat run to run on a shared machine, for every server:
+//! - syscalls per echoed message: `strace -c -f -p PID` attached during a counted 64 B ping-pong run
+//!   over 50 connections (the floor is ~2.0: one recv, one send, a share of one epoll_wait);
+//! - user-space instructions per echoed message: the slope of callgrind's instruction count between a
+//!   short and a long run, so that start-up and connection set-up drop out.
+//!
+//! Writes `target/bench-report/cost.json` and `cost.md`; prints a note and skips a figure when `strace`
+//! or `valgrind` is not installed.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use benches::client::EchoClient;
+use benches::report::{self, cell, ratio, report_dir};
+use benches::{BenchResult, Server, ServerKind};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+const CONNECTIONS: usize = 50;
+const SIZE: usize = 64;
+
+fn main() {
+    let settings = benches::prepare();
+    let traced_messages: u64 = settings.pick(10_000, 30_000);
+    let (short, long): (u64, u64) = settings.pick((1_000, 5_000), (2_000, 12_000));
+    let strace = tool_present("strace", "--version");
+    let valgrind = tool_present("valgrind", "--version");
+    if !strace {
+        println!("note: strace is not installed: no syscalls per message");
+    }
+    if !valgrind {
+        println!("note: valgrind is not installed: no instructions per message");
+    }
+    let mut results = BTreeMap::new();
+    for &kind in &settings.servers {
+        if let Err(note) = kind.available() {
+            println!("note: skipping {}: {note}", kind.name());
+            continue;
+        }
+        let mut entry = serde_json::Map::new();
+        if strace {
+            match syscalls_per_message(kind, traced_messages) {
+                Ok((per_message, breakdown)) => {
+                    println!("{:>10}: {per_message:.3} syscalls per echoed message", kind.name());
+                    entry.insert("syscalls_per_msg".into(), json!(per_message));
+                    entry.insert("syscalls_by_name_per_msg".into(), breakdown);
+                }
+                Err(e) => println!("note: {}: no syscall count: {e}", kind.name()),
+            }
+        }
+        if valgrind {
+            match instructions_per_message(kind, short, long) {
+                Ok((slope, counts)) => {
+                    println!("{:>10}: {slope:.0} user-space instructions per echoed message", kind.name());
+                    entry.insert("instructions_per_msg".into(), json!(slope));
+                    entry.insert("instructions_total".into(), counts);
+                }
+                Err(e) => println!("note: {}: no instruction count: {e}", kind.name()),
+            }
+        }
+        results.insert(kind.name().to_string(), Value::Object(entry));
+    }
+    write_reports(&results, traced_messages, (short, long));
+}
+
+fn tool_present(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Attaches `strace -c -f` to a warmed-up server, times `messages` echoes, and divides.
+fn syscalls_per_message(kind: ServerKind, messages: u64) -> BenchResult<(f64, Value)> {
+    let server = Server::start(kind)?;
+    let mut client = EchoClient::connect(server.addr, CONNECTIONS)?;
+    client.run(2_000, SIZE, 1)?;
+    let out = report_dir().join(format!("strace-{}.txt", kind.name()));
+    let mut strace = Command::new("strace")
+        .args(["-c", "-f", "-p", &server.pid().to_string(), "-o"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start strace: {e}"))?;
+    // strace says "Process N attached" on stderr once it traces every thread.
+    let stderr = strace.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let attached =
+        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| "strace did not attach within 10 s")?;
+    if !attached.contains("attached") {
+        let _ = strace.kill();
+        return Err(format!("strace: {attached}"));
+    }
+    let run = client.run(messages, SIZE, 1);
+    let _ = kill(Pid::from_raw(strace.id() as i32), Signal::SIGINT);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while matches!(strace.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = strace.kill();
+    let _ = strace.wait();
+    run?;
+    let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let counts = parse_strace_summary(&text);
+    let total: u64 = counts.values().sum();
+    if total == 0 {
+        return Err(format!("no syscalls in {}", out.display()));
+    }
+    let breakdown: serde_json::Map<String, Value> =
+        counts.iter().map(|(name, n)| (name.clone(), json!(*n as f64 / messages as f64))).collect();
+    Ok((total as f64 / messages as f64, Value::Object(breakdown)))
+}
+
+/// Syscall name → calls, from the table `strace -c` prints. Rows are `% seconds usecs calls [errors]
+/// name`; the errors column is blank when zero, so a row has five or six fields.
+fn parse_strace_summary(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let name = *fields.last()?;
+            if !(5..=6).contains(&fields.len()) || name == "total" || fields[0].parse::<f64>().is_err() {
+                return None;
+            }
+            Some((name.to_string(), fields[3].parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs the server under callgrind twice (`short` and `long` messages) and returns the slope.
+fn instructions_per_message(kind: ServerKind, short: u64, long: u64) -> BenchResult<(f64, Value)> {
+    let a = instructions(kind, short)?;
+    let b = instructions(kind, long)?;
+    let slope = (b as f64 - a as f64) / (long - short) as f64;
+    Ok((slope, json!({ short.to_string(): a, long.to_string(): b })))
+}
+
+/// Total user-space instructions of one server process that echoed `messages` messages.
+fn instructions(kind: ServerKind, messages: u64) -> BenchResult<u64> {
+    let out = report_dir().join(format!("callgrind-{}-{messages}.out", kind.name()));
+    let wrapper = vec![
+        "valgrind".to_string(),
+        "--tool=callgrind".to_string(),
+        format!("--callgrind-out-file={}", out.display()),
+    ];
+    let _ = std::fs::remove_file(&out);
+    let server = Server::start_with(kind, &wrapper, &[])?;
+    {
+        let mut client = EchoClient::connect(server.addr, CONNECTIONS)?;
+        client.run(messages, SIZE, 1)?;
+    }
+    // Callgrind writes its counts when the process ends, by exit or by SIGTERM.
+    server.stop(Duration::from_secs(60));
+    let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no instruction total in {}", out.display()))
+}
+
+fn write_reports(results: &BTreeMap<String, Value>, traced: u64, (short, long): (u64, u64)) {
+    let figure =
+        |server: &str, key: &str| results.get(server).and_then(|v| v.get(key)).and_then(Value::as_f64);
+    let rows: Vec<Vec<String>> = results
+        .keys()
+        .map(|name| {
+            vec![
+                name.clone(),
+                cell(figure(name, "syscalls_per_msg"), 3),
+                cell(figure(name, "instructions_per_msg"), 0),
+                cell(
+                    ratio(figure(name, "instructions_per_msg"), figure("yardstick", "instructions_per_msg")),
+                    2,
+                ),
+            ]
+        })
+        .collect();
+    let table =
+        report::markdown_table(&["server", "syscalls/msg", "user instructions/msg", "× yardstick"], &rows);
+    println!("\ncost per echoed message (64 B ping-pong, {CONNECTIONS} connections):\n{table}");
+    report::write_json(
+        "cost.json",
+        &json!({
+            "machine": report::machine(),
+            "workload": { "size": SIZE, "connections": CONNECTIONS, "traced_messages": traced, "callgrind_messages": [short, long] },
+            "servers": results,
+        }),
+    );
+    report::write_markdown("cost.md", &table);
+}
