@@ -101,7 +101,9 @@ impl<H: Handler> Inner<H> {
     }
 
     /// Reads until the socket is drained, the connection pauses, or its per-turn budget is spent (then it
-    /// waits on the ready list for the next turn).
+    /// waits on the ready list for the next turn). Inlined: it is the hot half of every echoed message,
+    /// and a call's prologue and epilogue were a tenth of the loop's own instructions per message.
+    #[inline(always)]
     pub(crate) fn read(&mut self, key: Key) {
         let mut budget = self.core.config.read_budget;
         loop {
