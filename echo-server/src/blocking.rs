@@ -30,6 +30,9 @@ struct Slots {
 /// Serves until SIGINT/SIGTERM, then exits at once: blocked threads cannot be interrupted, so the
 /// kernel closes their sockets as the process ends.
 pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
+    // Signal handlers before the listening line, as in the reactor mode.
+    let (events, waiting) = mpsc::channel();
+    crate::signals::forward_to(events.clone())?;
     let socket = Socket::new(Domain::for_address(cli.addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket
@@ -41,8 +44,6 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     served::print_listening(addr)?;
     info!("blocking mode on {addr}: one thread per connection, backlog {}", cli.backlog);
 
-    let (events, waiting) = mpsc::channel();
-    crate::signals::forward_to(events.clone())?;
     if !cli.pause_accept {
         let (max, idle) = (thread_cap(cli.max_conns()), cli.idle_timeout());
         std::thread::Builder::new().name("accept".into()).spawn(move || {

@@ -44,6 +44,10 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         raise_fd_limit: false,
         ..Config::default()
     };
+    // Signal handlers before the listening line: a script that signals as soon as it reads the line
+    // must get a graceful shutdown, not the default action, and the process is fully set up by then.
+    let (events, waiting) = mpsc::channel();
+    crate::signals::forward_to(events.clone())?;
     let mut addr = cli.addr;
     let mut loops = Vec::with_capacity(threads);
     for _ in 0..threads {
@@ -65,8 +69,6 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     }
     info!("{threads} event loop(s) on {addr}, backlog {}", cli.backlog);
 
-    let (events, waiting) = mpsc::channel();
-    crate::signals::forward_to(events.clone())?;
     let handles: Vec<_> = loops.iter().map(EventLoop::handle).collect();
     for (index, mut event_loop) in loops.into_iter().enumerate() {
         let events = events.clone();

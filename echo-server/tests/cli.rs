@@ -39,3 +39,28 @@ fn the_first_line_names_the_real_port() {
     assert_ne!(server.addr.port(), 0);
     assert!(server.addr.ip().is_loopback());
 }
+
+/// Scripts signal the server as soon as they read its first line; by then the handlers must be in
+/// place, so the signal means a clean shutdown (exit 0) rather than the default action. The same goes
+/// for the descriptor count: the process is fully set up when it says it listens.
+#[track_caller]
+fn signalled_right_after_the_first_line_exits_cleanly(args: &[&str]) {
+    use nix::sys::signal::Signal;
+    for round in 0..20 {
+        let mut server = util::start(args);
+        let fds = testkit::open_fds(server.pid());
+        server.signal(Signal::SIGTERM);
+        let status = server.wait_exit(std::time::Duration::from_secs(10)).expect("exit after SIGTERM");
+        assert!(status.success(), "{args:?} round {round}: exit status {status} ({fds} fds when signalled)");
+    }
+}
+
+#[test]
+fn reactor_mode_is_ready_for_signals_when_it_says_it_listens() {
+    signalled_right_after_the_first_line_exits_cleanly(&[]);
+}
+
+#[test]
+fn blocking_mode_is_ready_for_signals_when_it_says_it_listens() {
+    signalled_right_after_the_first_line_exits_cleanly(&["--mode", "blocking"]);
+}
