@@ -73,6 +73,14 @@ macro_rules! id_type {
             pub fn as_u64(self) -> u64 {
                 self.0.token().0 as u64
             }
+
+            /// The slot this entry holds in the loop's table: small and dense (below the most entries
+            /// the loop has held at once), so per-entry state can live in a `Vec` indexed by it rather
+            /// than in a hash map. A slot is reused once its entry is gone: keep the full id beside the
+            /// state and compare it, since an old id never equals the new occupant's.
+            pub fn index(self) -> usize {
+                self.0.slot
+            }
         }
 
         impl fmt::Debug for $name {

@@ -179,9 +179,8 @@ impl Handler for SlotThief {
         }
         let (mut quiet, peer) = UnixStream::pair().unwrap();
         let source = ctx.register(&mut quiet, Interest::READABLE).unwrap();
-        // Same slot, new generation: the identifiers print the slot first.
-        self.stolen_slot =
-            format!("{source}").trim_start_matches("source") == format!("{conn}").trim_start_matches("conn");
+        // Same slot, new generation: the index repeats, the full identifier does not.
+        self.stolen_slot = source.index() == conn.index() && source.as_u64() != conn.as_u64();
         self.source = Some(source);
         self.pipe = Some((quiet, peer));
     }
