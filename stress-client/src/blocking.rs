@@ -203,7 +203,7 @@ fn echo(
     let _ = stream.set_read_timeout(Some(ECHO_WAIT));
     let opened = Instant::now();
     let mut message = vec![0; messages.size()];
-    let (mut buffer, mut scratch) = (vec![0; 64 * 1024], Vec::new());
+    let mut buffer = vec![0; 64 * 1024];
     let mut sent_at = std::collections::VecDeque::new();
     let mut latencies = Latencies { shared, pending: Vec::with_capacity(1024) };
     loop {
@@ -241,7 +241,7 @@ fn echo(
         tally.bytes_received += n as u64;
         let measuring = now >= times.measure_from;
         messages
-            .receive(&buffer[..n], &mut scratch, |_| {
+            .receive(&buffer[..n], |_| {
                 let sent = sent_at.pop_front().unwrap_or(now);
                 if measuring {
                     tally.messages += 1;

@@ -8,7 +8,7 @@ use super::{Driver, Phase};
 impl Driver {
     /// The server sent EOF on `conn`: unless we are closing anyway, the server closed it on us.
     pub(super) fn server_eof(&mut self, conn: ConnId) {
-        if let Some(&index) = self.by_conn.get(&conn)
+        if let Some(index) = self.by_conn.get(conn)
             && self.slots[index].conn == Some(conn)
             && self.phase != Phase::Closing
         {

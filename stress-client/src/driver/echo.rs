@@ -47,7 +47,7 @@ impl Driver {
         let slot = &mut self.slots[index];
         let (tally, measure_from) = (&mut self.tally, self.measure_from);
         let mut completed = 0u64;
-        slot.stream.receive(data, &mut self.scratch, |_| {
+        slot.stream.receive(data, |_| {
             completed += 1;
             let sent = slot.sent_at.pop_front().unwrap_or(now);
             if now >= measure_from {

@@ -11,7 +11,7 @@ impl Handler for Driver {
     type Message = ();
 
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: Origin) {
-        let Some(&index) = self.by_conn.get(&conn) else { return };
+        let Some(index) = self.by_conn.get(conn) else { return };
         self.opened(ctx, index);
         match self.plan.work {
             Work::Echo { .. } => self.send_due(ctx, index),
@@ -21,7 +21,7 @@ impl Handler for Driver {
     }
 
     fn on_data(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: &[u8]) -> Next {
-        let Some(&index) = self.by_conn.get(&conn) else { return Next::Close };
+        let Some(index) = self.by_conn.get(conn) else { return Next::Close };
         let completed = match self.receive(ctx.now(), index, data) {
             Ok(completed) => completed,
             Err(mismatch) => {
@@ -43,7 +43,7 @@ impl Handler for Driver {
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
-        let Some(index) = self.by_conn.remove(&conn) else { return };
+        let Some(index) = self.by_conn.remove(conn) else { return };
         let ours = self.release(ctx, index);
         let connect_failed = self.count_close(index, reason, ours);
         self.check_sustained_failure();

@@ -4,12 +4,13 @@
 //! name for it.
 //!
 //! The [`Driver`] is one type; its methods are spread over modules by job: `connect` opens and ramps,
-//! `close` names why a connection ended, `echo` schedules and verifies echoes, `churn` runs
+//! `close` names why a connection ended, `conn_map` finds the slot a connection fills, `echo` schedules and verifies echoes, `churn` runs
 //! connect-echo-close cycles, `run_phase` moves the run from start through drain to close, and
 //! `handler` routes the reactor's callbacks to them.
 
 mod churn;
 mod close;
+mod conn_map;
 mod connect;
 mod echo;
 mod handler;
@@ -17,16 +18,16 @@ mod plan;
 mod run_phase;
 mod slot;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use reactor::{ConnId, Context};
+use reactor::Context;
 
 use crate::progress::Counters;
 use crate::tally::Tally;
 
+use conn_map::ConnMap;
 pub use plan::{Outcome, Plan, Work};
 use slot::Slot;
 
@@ -60,7 +61,7 @@ pub struct Driver {
     counters: Arc<Counters>,
     abort: Arc<AtomicBool>,
     slots: Vec<Slot>,
-    by_conn: HashMap<ConnId, usize>,
+    by_conn: ConnMap,
     tally: Tally,
     phase: Phase,
     open_now: u64,
@@ -72,7 +73,6 @@ pub struct Driver {
     stopped_by: Option<String>,
     hold_armed: bool,
     message: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 impl Driver {
@@ -88,7 +88,7 @@ impl Driver {
             counters,
             abort,
             slots: Vec::new(),
-            by_conn: HashMap::new(),
+            by_conn: ConnMap::default(),
             tally: Tally::default(),
             phase: Phase::Running,
             open_now: 0,
@@ -100,7 +100,6 @@ impl Driver {
             stopped_by: None,
             hold_armed: false,
             message: vec![0; size],
-            scratch: Vec::with_capacity(64 * 1024),
         }
     }
 
