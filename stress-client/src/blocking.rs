@@ -5,7 +5,7 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use crate::loops::Combined;
 use crate::message::Stream;
 use crate::progress::{Counters, Progress, Ticker};
 use crate::tally::{self, Tally};
+use crate::usage::{Usage, Window};
 
 /// Stack of a connection thread: it needs little, and thousands of them must fit.
 const STACK: usize = 128 * 1024;
@@ -32,7 +33,53 @@ struct Shared {
     abort: Arc<std::sync::atomic::AtomicBool>,
     /// Set when held connections may close.
     release: (Mutex<bool>, Condvar),
+    /// When echo load may begin: every connection is up first (unless ramped), so that the load runs
+    /// on all of them at once, as the reactor's does. The spawning thread is one of N runnable threads
+    /// on a busy core, and would otherwise still be starting connections when the run ends.
+    gate: (Mutex<Option<Instant>>, Condvar),
+    /// The process's usage at the edges of the measured interval, read by the first connection thread
+    /// to cross each edge: the watching thread is one of N runnable threads and may wake late.
+    usage: Mutex<Window>,
+    /// Which edges were read (bit 0: start, bit 1: end), so crossing threads need not lock.
+    edges_read: AtomicU8,
     started: Instant,
+}
+
+impl Shared {
+    /// Opens the gate: echo load counts from now.
+    fn open_gate(&self) {
+        let mut at = lock(&self.gate.0);
+        at.get_or_insert_with(Instant::now);
+        self.gate.1.notify_all();
+    }
+
+    /// Reads the usage at the measured interval's edges that `now` has crossed and nobody read yet.
+    fn read_edges(&self, now: Instant, times: &Times) {
+        let read = self.edges_read.load(Ordering::Relaxed);
+        if read == 3 || now < times.measure_from {
+            return;
+        }
+        let edge = if now >= times.end { 2 } else { 1 };
+        if read & edge != 0 {
+            return;
+        }
+        let mut window = lock(&self.usage);
+        if self.edges_read.fetch_or(edge, Ordering::Relaxed) & edge == 0 {
+            let reading = Some(Usage::now());
+            if edge == 1 { window.from = reading } else { window.to = reading }
+        }
+    }
+
+    /// Waits for the gate and returns when it opened.
+    fn wait_for_gate(&self) -> Instant {
+        let mut at = lock(&self.gate.0);
+        loop {
+            if let Some(at) = *at {
+                return at;
+            }
+            at = self.gate.1.wait(at).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// Runs `plan` with one thread per connection (ramped like the reactor's), while the calling thread
@@ -44,8 +91,15 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
         counters: progress.counters[0].clone(),
         abort: progress.abort.clone(),
         release: (Mutex::new(false), Condvar::new()),
+        gate: (Mutex::new(None), Condvar::new()),
+        usage: Mutex::new(Window::default()),
+        edges_read: AtomicU8::new(0),
         started: Instant::now(),
     });
+    if plan.ramp.is_some() {
+        // Ramped: the load grows with the connections, as in the reactor.
+        shared.open_gate();
+    }
     let mut combined = Combined::default();
     let mut threads = Vec::new();
     for index in 0..plan.connections {
@@ -61,17 +115,23 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
         combined.threads = combined.threads.max(crate::usage::threads());
         ticker.tick(progress);
     }
+    // Hold, or start the load, once every connect has finished one way or the other.
+    let c = &shared.counters;
+    let settled = |c: &Counters| {
+        c.established.load(Ordering::Relaxed) + c.errors.load(Ordering::Relaxed) >= threads.len() as u64
+    };
+    let deadline = Instant::now() + plan.connect_timeout + Duration::from_secs(1);
+    while !settled(c) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    combined.threads = combined.threads.max(crate::usage::threads());
+    shared.open_gate();
+    let released = shared.wait_for_gate();
+    let window = match plan.work {
+        Work::Echo { duration, warmup, .. } => Some((released + warmup, released + duration)),
+        _ => None,
+    };
     if let Work::Hold { hold, .. } = plan.work {
-        // Hold once every connect has finished one way or the other.
-        let c = &shared.counters;
-        let settled = |c: &Counters| {
-            c.established.load(Ordering::Relaxed) + c.errors.load(Ordering::Relaxed) >= threads.len() as u64
-        };
-        let deadline = Instant::now() + plan.connect_timeout + Duration::from_secs(1);
-        while !settled(c) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
-        }
-        combined.threads = combined.threads.max(crate::usage::threads());
         thread::sleep(hold);
         *lock(&shared.release.0) = true;
         shared.release.1.notify_all();
@@ -86,11 +146,12 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
         let _ = t.join();
     }
     let tally = std::mem::take(&mut *lock(&shared.tally));
-    combined.measured = match plan.work {
-        Work::Echo { duration, warmup, .. } => duration.saturating_sub(warmup),
-        _ => shared.started.elapsed(),
+    combined.measured = match window {
+        Some((from, to)) => to.saturating_duration_since(from),
+        None => shared.started.elapsed(),
     };
     combined.tally = tally;
+    combined.usage = *lock(&shared.usage);
     Ok(combined)
 }
 
@@ -133,8 +194,8 @@ fn connection(shared: &Shared, index: u64) {
     match shared.plan.work {
         Work::Echo { size, pipeline, rate, warmup, duration } => {
             let interval = rate.map(|r| Duration::from_secs_f64(shared.plan.connections as f64 / r));
-            let times =
-                Times { measure_from: shared.started + warmup, end: shared.started + duration, interval };
+            let released = shared.wait_for_gate();
+            let times = Times { measure_from: released + warmup, end: released + duration, interval };
             let id = shared.plan.first_id + index;
             if let Err(failure) =
                 echo(shared, &mut stream, Stream::new(id, size), pipeline, &times, &mut local)
@@ -209,6 +270,7 @@ fn echo(
     loop {
         // Send what is due.
         let now = Instant::now();
+        shared.read_edges(now, times);
         let running = now < times.end && !shared.abort.load(Ordering::Relaxed);
         while running && messages.in_flight() < pipeline {
             let Some(stamp) = send_stamp(opened, times.interval, &messages) else { break };

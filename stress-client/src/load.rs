@@ -75,7 +75,7 @@ fn run(
     // The run itself.
     let combined = run_plans(load, connections, &work, &sources)?;
     // After: the report, and what its errors mean.
-    let usage = Usage::now().since(&usage_before);
+    let usage = combined.usage.usage(&usage_before, &Usage::now());
     let explain = diagnose::Context {
         env: &environment,
         sources: sources.len() as u64,

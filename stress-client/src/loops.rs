@@ -22,6 +22,8 @@ pub struct Combined {
     pub stopped_by: Option<String>,
     /// Most threads the process had while the loops ran.
     pub threads: u64,
+    /// The process's usage at the edges of the measured interval.
+    pub usage: crate::usage::Window,
 }
 
 impl Combined {
@@ -30,6 +32,7 @@ impl Combined {
         self.tally.add(&outcome.tally);
         self.measured = self.measured.max(outcome.measured);
         self.stopped_by = self.stopped_by.take().or(outcome.stopped_by);
+        self.usage.cover(outcome.usage);
     }
 }
 

@@ -44,10 +44,66 @@ impl Usage {
     }
 }
 
+/// Readings at the edges of the measured interval, so that CPU per message divides the CPU spent on
+/// the messages it counts, not on the ramp, the warm-up or the drain.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Window {
+    /// Taken when measuring began.
+    pub from: Option<Usage>,
+    /// Taken when measuring ended.
+    pub to: Option<Usage>,
+}
+
+impl Window {
+    /// Widens this window to cover `other` too (several loops of one process measure one interval;
+    /// readings only grow, so the earliest is the smallest).
+    pub fn cover(&mut self, other: Window) {
+        let cpu = |u: &Usage| u.user_s + u.sys_s;
+        if let Some(from) = other.from
+            && self.from.is_none_or(|f| cpu(&from) < cpu(&f))
+        {
+            self.from = Some(from);
+        }
+        if let Some(to) = other.to
+            && self.to.is_none_or(|t| cpu(&to) > cpu(&t))
+        {
+            self.to = Some(to);
+        }
+    }
+
+    /// The usage over the window; an edge never read falls back to the run's own start or end.
+    pub fn usage(&self, run_start: &Usage, run_end: &Usage) -> Usage {
+        self.to.as_ref().unwrap_or(run_end).since(self.from.as_ref().unwrap_or(run_start))
+    }
+}
+
 /// Threads this process has now, from `/proc/self/status`.
 pub fn threads() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:")?.trim().parse().ok()))
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(cpu: f64) -> Usage {
+        Usage { user_s: cpu, sys_s: cpu, voluntary: cpu as u64, ..Usage::default() }
+    }
+
+    /// Several loops' windows combine into the widest, and CPU is counted only inside it.
+    #[test]
+    fn a_window_counts_only_what_lies_inside_it() {
+        let mut window = Window::default();
+        window.cover(Window { from: Some(at(3.0)), to: Some(at(7.0)) });
+        window.cover(Window { from: Some(at(2.0)), to: Some(at(6.0)) });
+        window.cover(Window { from: None, to: Some(at(8.0)) });
+        let inside = window.usage(&at(0.0), &at(10.0));
+        assert_eq!((inside.user_s, inside.sys_s, inside.voluntary), (6.0, 6.0, 6));
+        // Edges never read fall back to the run's own.
+        let whole = Window::default().usage(&at(1.0), &at(10.0));
+        assert_eq!(whole.user_s, 9.0);
+    }
 }

@@ -26,6 +26,7 @@ use reactor::Context;
 
 use crate::progress::Counters;
 use crate::tally::Tally;
+use crate::usage::Window;
 
 use conn_map::ConnMap;
 pub use plan::{Outcome, Plan, Work};
@@ -68,6 +69,7 @@ pub struct Driver {
     started: Instant,
     measure_from: Instant,
     measure_to: Option<Instant>,
+    usage: Window,
     consecutive_failures: u64,
     last_failure: Option<String>,
     stopped_by: Option<String>,
@@ -95,6 +97,7 @@ impl Driver {
             started: now,
             measure_from: now,
             measure_to: None,
+            usage: Window::default(),
             consecutive_failures: 0,
             last_failure: None,
             stopped_by: None,
@@ -115,6 +118,7 @@ impl Driver {
             measured: end.saturating_duration_since(self.measure_from),
             tally: self.tally,
             stopped_by: self.stopped_by,
+            usage: self.usage,
         }
     }
 }

@@ -66,4 +66,6 @@ pub struct Outcome {
     pub measured: Duration,
     /// For `--until-failure`: the kernel's name for the failure that stopped the ramp.
     pub stopped_by: Option<String>,
+    /// The process's usage where the measured interval began and ended.
+    pub usage: crate::usage::Window,
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use reactor::Context;
 
+use crate::usage::Usage;
+
 use super::{DRAIN, Driver, Phase, TAG_DRAINED, TAG_END, TAG_TICK, TICK, Work};
 
 impl Driver {
@@ -24,13 +26,25 @@ impl Driver {
             Work::Hold { .. } => {}
         }
         ctx.set_timer(TICK, TAG_TICK);
+        self.read_usage_edges(ctx);
         self.ramp(ctx);
+    }
+
+    /// Reads the process's usage as measuring begins (within a tick) and ends.
+    fn read_usage_edges(&mut self, ctx: &Context<'_>) {
+        if self.usage.from.is_none() && ctx.now() >= self.measure_from {
+            self.usage.from = Some(Usage::now());
+        }
+        if self.usage.to.is_none() && self.measure_to.is_some() {
+            self.usage.to = Some(Usage::now());
+        }
     }
 
     /// Every [`TICK`]: publishes progress, winds down on abort, ramps, and sees whether the run is
     /// complete.
     pub(super) fn on_tick(&mut self, ctx: &mut Context<'_>) {
         self.publish();
+        self.read_usage_edges(ctx);
         if self.phase == Phase::Closing {
             return;
         }
@@ -66,6 +80,7 @@ impl Driver {
             return;
         }
         self.measure_to.get_or_insert(ctx.now());
+        self.read_usage_edges(ctx);
         self.phase = Phase::Draining;
         if matches!(self.plan.work, Work::Echo { .. }) && self.in_flight() {
             ctx.set_timer(DRAIN, TAG_DRAINED);
