@@ -22,7 +22,6 @@
 //! fails, 2 for bad command-line input; it serves until killed.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -196,7 +195,9 @@ struct Pending {
 /// The server's [`Handler`]: per connection, the bytes of requests not yet answered.
 #[derive(Debug, Default)]
 pub struct Hello {
-    pending: HashMap<ConnId, Pending>,
+    /// At each connection's [`ConnId::index`]: the loop's slots are dense, so a `Vec` serves without
+    /// hashing on every request.
+    pending: Vec<Pending>,
     /// Responses being gathered for one send.
     out: Vec<u8>,
     /// Requests answered with 200, for tests.
@@ -208,8 +209,37 @@ pub struct Hello {
 }
 
 impl Hello {
-    /// Answers every complete request in `buf`, removing them from it.
-    fn answer(&mut self, ctx: &mut Context<'_>, conn: ConnId, buf: &mut Vec<u8>) -> Outcome {
+    /// The state of `conn`.
+    fn pending(&mut self, conn: ConnId) -> &mut Pending {
+        let at = conn.index();
+        if at >= self.pending.len() {
+            self.pending.resize_with(at + 1, Pending::default);
+        }
+        &mut self.pending[at]
+    }
+
+    /// Answers the requests in `data` and in what was kept of earlier reads, keeping any partial one.
+    fn answer_data(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        pending: &mut Pending,
+        data: &[u8],
+    ) -> Outcome {
+        if pending.buf.is_empty() {
+            // The common case, a read that holds whole requests: answer them where they lie.
+            let (outcome, used) = self.answer(ctx, conn, data);
+            pending.buf.extend_from_slice(&data[used..]);
+            return outcome;
+        }
+        pending.buf.extend_from_slice(data);
+        let (outcome, used) = self.answer(ctx, conn, &pending.buf);
+        pending.buf.drain(..used);
+        outcome
+    }
+
+    /// Answers every complete request at the front of `buf`; returns how many bytes they took.
+    fn answer(&mut self, ctx: &mut Context<'_>, conn: ConnId, buf: &[u8]) -> (Outcome, usize) {
         let mut used = 0;
         let outcome = loop {
             if self.out.len() >= BATCH && !self.flush(ctx, conn) {
@@ -238,11 +268,10 @@ impl Hello {
                 }
             }
         };
-        buf.drain(..used);
         if !self.flush(ctx, conn) {
-            return Outcome::Close;
+            return (Outcome::Close, used);
         }
-        outcome
+        (outcome, used)
     }
 
     /// Hands the gathered responses to the loop; false if the connection cannot take them.
@@ -257,14 +286,13 @@ impl Handler for Hello {
     type Message = ();
 
     fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId, _: Origin) {
-        self.pending.insert(conn, Pending::default());
+        *self.pending(conn) = Pending::default();
     }
 
     fn on_data(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: &[u8]) -> Next {
-        // Taken out of the map while answering, which needs `self` too.
-        let Some(mut pending) = self.pending.remove(&conn) else { return Next::Close };
-        pending.buf.extend_from_slice(data);
-        let next = match self.answer(ctx, conn, &mut pending.buf) {
+        // Taken out while answering, which needs `self` too.
+        let mut pending = std::mem::take(self.pending(conn));
+        let next = match self.answer_data(ctx, conn, &mut pending, data) {
             Outcome::Continue => Next::Continue,
             Outcome::Pause => {
                 pending.paused = true;
@@ -273,18 +301,17 @@ impl Handler for Hello {
             }
             Outcome::Close => Next::Close,
         };
-        self.pending.insert(conn, pending);
+        *self.pending(conn) = pending;
         next
     }
 
     fn on_drained(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         // Requests that waited while responses drained.
-        let Some(pending) = self.pending.get_mut(&conn) else { return };
-        if !pending.paused {
+        if !self.pending(conn).paused {
             return;
         }
-        let mut pending = std::mem::take(pending);
-        match self.answer(ctx, conn, &mut pending.buf) {
+        let mut pending = std::mem::take(self.pending(conn));
+        match self.answer_data(ctx, conn, &mut pending, &[]) {
             Outcome::Continue => {
                 pending.paused = false;
                 let _ = ctx.resume_reading(conn);
@@ -294,10 +321,11 @@ impl Handler for Hello {
                 let _ = ctx.close(conn);
             }
         }
-        self.pending.insert(conn, pending);
+        *self.pending(conn) = pending;
     }
 
     fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
-        self.pending.remove(&conn);
+        // Frees the buffer; the slot's next connection starts afresh in on_open.
+        *self.pending(conn) = Pending::default();
     }
 }
