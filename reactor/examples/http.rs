@@ -25,6 +25,7 @@
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use clap::Parser;
 use reactor::{CloseReason, Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, Origin};
@@ -96,16 +97,17 @@ pub enum Parsed {
 /// Parses the request at the front of `buf`.
 pub fn parse(buf: &[u8]) -> Parsed {
     let window = &buf[..buf.len().min(MAX_HEAD)];
-    let Some(end) = window.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = head_end(window) else {
         return if buf.len() >= MAX_HEAD {
             Parsed::Refuse("431 Request Header Fields Too Large")
         } else {
             Parsed::Partial
         };
     };
-    let Ok(head) = std::str::from_utf8(&buf[..end]) else { return Parsed::Refuse("400 Bad Request") };
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
+    // The head with its last line's CRLF: every line ends in CRLF, and a bare LF is refused.
+    let Ok(head) = std::str::from_utf8(&buf[..end + 2]) else { return Parsed::Refuse("400 Bad Request") };
+    let mut lines = head.split_terminator('\n').map(|line| line.strip_suffix('\r'));
+    let Some(Some(request_line)) = lines.next() else { return Parsed::Refuse("400 Bad Request") };
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -123,7 +125,9 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let mut keep_alive = !http10;
     let mut body: Option<usize> = None;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { return Parsed::Refuse("400 Bad Request") };
+        let Some((name, value)) = line.and_then(|l| l.split_once(':')) else {
+            return Parsed::Refuse("400 Bad Request");
+        };
         if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
             return Parsed::Refuse("400 Bad Request");
         }
@@ -156,18 +160,38 @@ pub fn parse(buf: &[u8]) -> Parsed {
     Parsed::Complete(Request { len, head_only: method == "HEAD", keep_alive, http10 })
 }
 
+/// The end of the request head (the index of its blank line's CRLF CRLF) within `buf`, if it is there.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    // Jump from LF to LF (a fast byte search) rather than comparing four bytes at every position.
+    let mut from = 0;
+    while let Some(lf) = buf[from..].iter().position(|&b| b == b'\n') {
+        let at = from + lf;
+        if at >= 3 && &buf[at - 3..=at] == b"\r\n\r\n" {
+            return Some(at - 3);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// Appends the answer to `request` to `out`.
 fn respond(out: &mut Vec<u8>, request: &Request) {
-    let connection = match (request.keep_alive, request.http10) {
-        (false, _) => "Connection: close\r\n",
-        (true, true) => "Connection: keep-alive\r\n",
-        (true, false) => "",
+    // The three possible heads, formatted once.
+    static HEADS: LazyLock<[Vec<u8>; 3]> = LazyLock::new(|| {
+        ["", "Connection: close\r\n", "Connection: keep-alive\r\n"].map(|connection| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}\r\n",
+                BODY.len()
+            )
+            .into_bytes()
+        })
+    });
+    let head = match (request.keep_alive, request.http10) {
+        (true, false) => 0,
+        (false, _) => 1,
+        (true, true) => 2,
     };
-    let _ = write!(
-        out,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}\r\n",
-        BODY.len()
-    );
+    out.extend_from_slice(&HEADS[head]);
     if !request.head_only {
         out.extend_from_slice(BODY);
     }

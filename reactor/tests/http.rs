@@ -186,8 +186,9 @@ fn a_request_split_into_one_byte_writes_is_answered_once() {
 #[test]
 fn malformed_requests_get_400_and_a_close() {
     let server = Server::start(Config::default(), Hello::default());
-    let cases: [&[u8]; 5] = [
+    let cases: [&[u8]; 6] = [
         b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\nX-Smuggled: y\r\n\r\n",
         b"GET / HTTP/2.7\r\n\r\n",
         b"GET / HTTP/1.1\r\nNoColonHere\r\n\r\n",
         b"GET / HTTP/1.1\r\nContent-Length: lots\r\n\r\n",
@@ -202,7 +203,7 @@ fn malformed_requests_get_400_and_a_close() {
         assert!(client.at_eof());
     }
     let hello = server.finish();
-    assert_eq!((hello.answered, hello.refused), (0, 5));
+    assert_eq!((hello.answered, hello.refused), (0, 6));
 }
 
 #[test]
