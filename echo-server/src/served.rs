@@ -34,6 +34,7 @@ pub fn total(counters: impl IntoIterator<Item = Counters>) -> Counters {
         sum.accepted += c.accepted;
         sum.active += c.active;
         sum.bytes_in += c.bytes_in;
+        sum.bytes_discarded += c.bytes_discarded;
         sum.bytes_out += c.bytes_out;
         sum.accept_paused_at_cap += c.accept_paused_at_cap;
         sum.datagrams_in += c.datagrams_in;
@@ -59,6 +60,9 @@ pub fn describe(c: &Counters) -> String {
         c.bytes_in as f64 / 1e6,
         c.bytes_out as f64 / 1e6
     );
+    if c.bytes_discarded > 0 {
+        line += &format!(" discarded {:.1} MB", c.bytes_discarded as f64 / 1e6);
+    }
     for kind in CloseKind::ALL {
         if c.closed(kind) > 0 && kind != CloseKind::PeerClosed {
             line += &format!(" {}={}", kind.name(), c.closed(kind));

@@ -134,9 +134,11 @@ impl<H: Handler> Inner<H> {
                         conn.clear(flag::READABLE);
                     }
                     let lingering = conn.has(flag::LINGERING);
-                    self.core.counters.bytes_in += n as u64;
                     budget = budget.saturating_sub(n);
-                    if !lingering {
+                    if lingering {
+                        self.core.counters.bytes_discarded += n as u64;
+                    } else {
+                        self.core.counters.bytes_in += n as u64;
                         let next = self.handler.on_data(
                             &mut Context { core: &mut self.core },
                             ConnId(key),

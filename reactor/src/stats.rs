@@ -69,8 +69,12 @@ pub struct Counters {
     pub connected: u64,
     /// Connections open now.
     pub active: u64,
-    /// Bytes read from peers.
+    /// Bytes read from peers and handed to the application.
     pub bytes_in: u64,
+    /// Bytes read and dropped after the loop closed a connection: it keeps reading until the peer's FIN
+    /// (see [`Context::close`](crate::Context::close)) so that unread input does not turn the close
+    /// into a reset, and nobody is there to take them.
+    pub bytes_discarded: u64,
     /// Bytes written to peers.
     pub bytes_out: u64,
     /// Closed connections by [`CloseKind`], indexed as [`CloseKind::ALL`].
@@ -116,6 +120,7 @@ pub struct Stats {
     connected: AtomicU64,
     active: AtomicU64,
     bytes_in: AtomicU64,
+    bytes_discarded: AtomicU64,
     bytes_out: AtomicU64,
     closed: [AtomicU64; 8],
     accept_errors: [AtomicU64; 6],
@@ -136,6 +141,7 @@ impl Stats {
             connected: load(&self.connected),
             active: load(&self.active),
             bytes_in: load(&self.bytes_in),
+            bytes_discarded: load(&self.bytes_discarded),
             bytes_out: load(&self.bytes_out),
             closed: std::array::from_fn(|i| load(&self.closed[i])),
             accept_errors: std::array::from_fn(|i| load(&self.accept_errors[i])),
@@ -154,6 +160,7 @@ impl Stats {
         store(&self.connected, c.connected);
         store(&self.active, c.active);
         store(&self.bytes_in, c.bytes_in);
+        store(&self.bytes_discarded, c.bytes_discarded);
         store(&self.bytes_out, c.bytes_out);
         for (a, v) in self.closed.iter().zip(c.closed) {
             store(a, v);

@@ -288,3 +288,42 @@ fn send_refuses_past_the_output_cap_and_says_when_to_retry() {
     turn_until(&mut event_loop, 10_000, |p| p.drained);
     assert_eq!(reader.join().unwrap(), sent, "every accepted byte arrives");
 }
+
+/// Closes every connection on its first data, and remembers what it was given.
+#[derive(Default)]
+struct CloseOnFirstData {
+    received: usize,
+    closed: bool,
+}
+
+impl Handler for CloseOnFirstData {
+    type Message = ();
+    fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, data: &[u8]) -> Next {
+        self.received += data.len();
+        Next::Close
+    }
+    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, _: &CloseReason) {
+        self.closed = true;
+    }
+}
+
+/// After the loop closes a connection it reads on until the peer's FIN; what arrives then is counted as
+/// discarded, not as input the application had.
+#[test]
+fn bytes_read_after_our_close_are_counted_as_discarded() {
+    util::init();
+    let mut event_loop = EventLoop::new(Config::default(), CloseOnFirstData::default()).unwrap();
+    let (_, addr) = event_loop.listen(&reactor::ListenerOptions::new(util::any_local_address())).unwrap();
+    let mut peer = TcpStream::connect(addr).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    peer.write_all(&[1; 100]).unwrap();
+    turn_until(&mut event_loop, 50, |h| h.received > 0);
+    // The loop's FIN: our side is shut, the connection lingers for ours.
+    assert_eq!(peer.read(&mut [0; 16]).unwrap(), 0);
+    peer.write_all(&[2; 300]).unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    turn_until(&mut event_loop, 50, |h| h.closed);
+    let counters = event_loop.stats().snapshot();
+    assert_eq!(event_loop.handler().received, 100);
+    assert_eq!((counters.bytes_in, counters.bytes_discarded), (100, 300));
+}
