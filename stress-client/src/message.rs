@@ -52,32 +52,19 @@ pub fn fill(out: &mut [u8], conn: u64, seq: u64, offset: usize) {
 }
 
 /// The index of the first byte of `data` that differs from bytes `offset..` of message `(conn, seq)`.
-/// Compares a word at a time against the regenerated message, with no copy of it.
+/// Regenerates the message a block at a time on the stack: no copy of what was sent is kept.
 pub fn first_difference(data: &[u8], conn: u64, seq: u64, offset: usize) -> Option<usize> {
-    let lead = ((8 - offset % 8) % 8).min(data.len());
-    let (head, rest) = data.split_at(lead);
-    if lead > 0 {
-        let start = offset % 8;
-        let expected = word(conn, seq, (offset / 8) as u64).to_le_bytes();
-        if let Some(i) = (0..lead).find(|&i| head[i] != expected[start + i]) {
-            return Some(i);
+    let mut expected = [0u8; 256];
+    let mut at = 0;
+    while at < data.len() {
+        let n = (data.len() - at).min(expected.len());
+        fill(&mut expected[..n], conn, seq, offset + at);
+        if expected[..n] != data[at..at + n] {
+            return (0..n).find(|&i| expected[i] != data[at + i]).map(|i| at + i);
         }
+        at += n;
     }
-    let mut index = ((offset + lead) / 8) as u64;
-    let mut words = rest.chunks_exact(8);
-    for (n, chunk) in (&mut words).enumerate() {
-        let got = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let diff = got ^ word(conn, seq, index);
-        if diff != 0 {
-            // Little-endian: the lowest differing byte is the first one on the wire.
-            return Some(lead + n * 8 + (diff.trailing_zeros() / 8) as usize);
-        }
-        index += 1;
-    }
-    let tail = words.remainder();
-    let expected = word(conn, seq, index).to_le_bytes();
-    let at = data.len() - tail.len();
-    (0..tail.len()).find(|&i| tail[i] != expected[i]).map(|i| at + i)
+    None
 }
 
 /// A verification failure: where the echo stream went wrong.
