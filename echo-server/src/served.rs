@@ -31,21 +31,7 @@ pub fn print_listening_udp(addr: SocketAddr) -> io::Result<()> {
 /// Sums the counters of several loops.
 pub fn total(counters: impl IntoIterator<Item = Counters>) -> Counters {
     counters.into_iter().fold(Counters::default(), |mut sum, c| {
-        sum.accepted += c.accepted;
-        sum.active += c.active;
-        sum.bytes_in += c.bytes_in;
-        sum.bytes_discarded += c.bytes_discarded;
-        sum.bytes_out += c.bytes_out;
-        sum.accept_paused_at_cap += c.accept_paused_at_cap;
-        sum.datagrams_in += c.datagrams_in;
-        sum.datagrams_out += c.datagrams_out;
-        sum.datagrams_refused += c.datagrams_refused;
-        for (s, v) in sum.closed.iter_mut().zip(c.closed) {
-            *s += v;
-        }
-        for (s, v) in sum.accept_errors.iter_mut().zip(c.accept_errors) {
-            *s += v;
-        }
+        sum.add(&c);
         sum
     })
 }

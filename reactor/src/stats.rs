@@ -110,6 +110,45 @@ impl Counters {
     pub fn closed_total(&self) -> u64 {
         self.closed.iter().sum()
     }
+
+    /// Adds another loop's counters to these, for a total over several loops.
+    pub fn add(&mut self, other: &Counters) {
+        // Destructured, so that a new counter cannot be left out of the sum without a compile error.
+        let Counters {
+            accepted,
+            connected,
+            active,
+            bytes_in,
+            bytes_discarded,
+            bytes_out,
+            closed,
+            accept_errors,
+            accept_paused_at_cap,
+            stale_events,
+            turns,
+            datagrams_in,
+            datagrams_out,
+            datagrams_refused,
+        } = other;
+        self.accepted += accepted;
+        self.connected += connected;
+        self.active += active;
+        self.bytes_in += bytes_in;
+        self.bytes_discarded += bytes_discarded;
+        self.bytes_out += bytes_out;
+        for (sum, v) in self.closed.iter_mut().zip(closed) {
+            *sum += v;
+        }
+        for (sum, v) in self.accept_errors.iter_mut().zip(accept_errors) {
+            *sum += v;
+        }
+        self.accept_paused_at_cap += accept_paused_at_cap;
+        self.stale_events += stale_events;
+        self.turns += turns;
+        self.datagrams_in += datagrams_in;
+        self.datagrams_out += datagrams_out;
+        self.datagrams_refused += datagrams_refused;
+    }
 }
 
 /// The loop's counters, shared with other threads through [`Handle::stats`](crate::Handle::stats) or
@@ -192,5 +231,18 @@ mod tests {
         assert_eq!(seen, counters);
         assert_eq!(seen.closed(CloseKind::Reset), 2);
         assert_eq!(seen.accept_errors(AcceptErrorKind::Emfile), 5);
+    }
+
+    #[test]
+    fn counters_of_several_loops_add_up_field_by_field() {
+        let mut one = Counters { accepted: 3, bytes_discarded: 7, turns: 10, ..Counters::default() };
+        one.closed[CloseKind::Reset.index()] = 2;
+        let mut two = Counters { accepted: 4, datagrams_refused: 1, turns: 5, ..Counters::default() };
+        two.closed[CloseKind::Reset.index()] = 1;
+        two.accept_errors[AcceptErrorKind::Emfile as usize] = 6;
+        one.add(&two);
+        assert_eq!((one.accepted, one.bytes_discarded, one.turns, one.datagrams_refused), (7, 7, 15, 1));
+        assert_eq!(one.closed(CloseKind::Reset), 3);
+        assert_eq!(one.accept_errors(AcceptErrorKind::Emfile), 6);
     }
 }
