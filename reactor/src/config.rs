@@ -25,8 +25,9 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Size of the one read buffer the loop shares between all connections.
     pub read_buffer: usize,
-    /// Bytes a connection may read in one loop turn before it yields to the others; the rest is read on
-    /// the next turn. Keeps one flooding peer from starving the rest.
+    /// Work a connection may cause in one loop turn before it yields to the others, in bytes: what was
+    /// read from it plus what the callbacks for that data wrote to sockets. The rest is read on the next
+    /// turn. Keeps one flooding peer, or one whose data fans out to many, from starving the rest.
     pub read_budget: usize,
     /// Queued output above which the loop stops reading from that peer (back-pressure).
     pub high_watermark: usize,
@@ -35,6 +36,10 @@ pub struct Config {
     /// Hard cap on one connection's queued output: [`Context::send`](crate::Context::send) refuses
     /// (with `WouldBlock`) data that would go past it.
     pub max_output: usize,
+    /// Connections a listener may accept in one loop turn before it yields to the connections already
+    /// open; the rest of its queue is accepted on the next turn. Keeps a connect flood from holding a
+    /// turn.
+    pub accept_budget: usize,
     /// Events taken from the OS per poll.
     pub events_capacity: usize,
     /// Messages that [`Handle::send`](crate::Handle::send) may have waiting at once.
@@ -59,6 +64,7 @@ impl Default for Config {
             high_watermark: 256 * 1024,
             low_watermark: 64 * 1024,
             max_output: 4 * 1024 * 1024,
+            accept_budget: 128,
             events_capacity: 1024,
             message_capacity: 4096,
             accept_backoff: Duration::from_millis(50),
@@ -75,6 +81,7 @@ impl Config {
             ("max_connections", self.max_connections),
             ("read_buffer", self.read_buffer),
             ("read_budget", self.read_budget),
+            ("accept_budget", self.accept_budget),
             ("events_capacity", self.events_capacity),
             ("message_capacity", self.message_capacity),
         ];

@@ -49,6 +49,9 @@ pub(crate) mod flag {
     pub(crate) const READABLE: u16 = 1 << 10;
     /// An outbound connect asked for Nagle's algorithm to stay on.
     pub(crate) const NO_NODELAY: u16 = 1 << 11;
+    /// The poller reported TCP urgent data: a short read may have stopped at the urgent mark, so read
+    /// until `WouldBlock` before calling the socket drained.
+    pub(crate) const URGENT: u16 = 1 << 12;
 
     pub(crate) const PAUSED: u16 = PAUSED_BY_APP | PAUSED_BY_BACKPRESSURE;
 }
@@ -266,7 +269,8 @@ impl Core {
             return Ok(());
         }
         conn.wants_write = on;
-        let interest = if on { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        let interest =
+            if on { crate::sys::STREAM_INTEREST | Interest::WRITABLE } else { crate::sys::STREAM_INTEREST };
         trace!("reregister {key:?} {interest:?}");
         self.registry.reregister(&mut conn.stream, key.token(), interest)
     }

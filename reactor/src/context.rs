@@ -149,7 +149,7 @@ impl Context<'_> {
                 Entry::Connection(c) => Some(&mut c.stream),
                 _ => None,
             },
-            Interest::READABLE | Interest::WRITABLE,
+            crate::sys::STREAM_INTEREST | Interest::WRITABLE,
         )?;
         if let Some(c) = self.core.connection(key) {
             c.set(if options.nodelay { 0 } else { flag::NO_NODELAY });
@@ -194,7 +194,7 @@ impl Context<'_> {
         match self.core.listener(listener.0) {
             Some(l) => {
                 l.injected.extend(errnos);
-                self.core.push_ready(listener.0);
+                self.core.queue_accept(listener.0);
                 Ok(())
             }
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),

@@ -161,8 +161,18 @@ impl Core {
         while let Some(key) = self.waiting_listeners.pop() {
             if let Some(listener) = self.listener(key) {
                 listener.hold = None;
-                self.push_ready(key);
+                self.queue_accept(key);
             }
+        }
+    }
+
+    /// Puts a listener on the ready list, once, so that the next turn accepts from it.
+    pub(crate) fn queue_accept(&mut self, key: Key) {
+        if let Some(listener) = self.listener(key)
+            && !listener.queued
+        {
+            listener.queued = true;
+            self.push_ready(key);
         }
     }
 

@@ -88,6 +88,9 @@ impl<H: Handler> Inner<H> {
         if event.is_read_closed() {
             conn.set(flag::HANGUP_SEEN);
         }
+        if crate::sys::urgent_data(event) {
+            conn.set(flag::URGENT);
+        }
         // A parked connection is read from the ready list, once per turn, not here as well.
         let parked = conn.has(flag::QUEUED);
         if event.is_writable() && conn.wants_write && self.core.flush(key) {
@@ -127,23 +130,32 @@ impl<H: Handler> Inner<H> {
                 Ok(n) => {
                     conn.last_active = now;
                     // A short read drained the socket: the next arrival raises a new edge, so another
-                    // read now would only say EAGAIN. Unless the peer's FIN came with this edge: then
-                    // read on to see the EOF, which raises no edge of its own.
-                    let drained = n < self.read_buffer.len() && !conn.has(flag::HANGUP_SEEN);
+                    // read now would only say EAGAIN. Unless the peer's FIN came with this edge (read on
+                    // to see the EOF, which raises no edge of its own), or urgent data did: the kernel
+                    // ends a read at the urgent mark with more bytes queued behind it.
+                    let drained = crate::sys::SHORT_READ_DRAINS
+                        && n < self.read_buffer.len()
+                        && !conn.has(flag::HANGUP_SEEN | flag::URGENT);
                     if drained {
                         conn.clear(flag::READABLE);
                     }
                     let lingering = conn.has(flag::LINGERING);
-                    budget = budget.saturating_sub(n);
                     if lingering {
                         self.core.counters.bytes_discarded += n as u64;
+                        budget = budget.saturating_sub(n);
                     } else {
                         self.core.counters.bytes_in += n as u64;
+                        // The budget pays for the work the data caused, not only for the bytes read:
+                        // what the callback wrote counts too, so a peer whose every line fans out to
+                        // many others yields as soon as one that floods.
+                        let written_before = self.core.counters.bytes_out;
                         let next = self.handler.on_data(
                             &mut Context { core: &mut self.core },
                             ConnId(key),
                             &self.read_buffer[..n],
                         );
+                        let written = self.core.counters.bytes_out.wrapping_sub(written_before);
+                        budget = budget.saturating_sub(n.saturating_add(written as usize));
                         self.after_data(key, next);
                     }
                     if drained {
@@ -151,7 +163,7 @@ impl<H: Handler> Inner<H> {
                     }
                 }
                 Err(e) if crate::io_util::would_block(&e) => {
-                    conn.clear(flag::READABLE);
+                    conn.clear(flag::READABLE | flag::URGENT);
                     return;
                 }
                 Err(e) if crate::io_util::interrupted(&e) => {}
@@ -237,9 +249,11 @@ impl<H: Handler> Inner<H> {
         self.read(key);
     }
 
-    /// Accepts until `WouldBlock`, the connection cap, or an error that says to back off.
+    /// Accepts until `WouldBlock`, the connection cap, an error that says to back off, or the per-turn
+    /// accept budget: past it the listener waits on the ready list for the next turn, so that a connect
+    /// flood cannot hold one turn while the peers already connected wait.
     pub(crate) fn accept(&mut self, key: Key) {
-        loop {
+        for _ in 0..self.core.config.accept_budget {
             if self.core.state != RunState::Running {
                 return;
             }
@@ -276,6 +290,7 @@ impl<H: Handler> Inner<H> {
                 }
             }
         }
+        self.core.queue_accept(key);
     }
 
     fn open_accepted(&mut self, listener: Key, stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
@@ -286,7 +301,7 @@ impl<H: Handler> Inner<H> {
                 Entry::Connection(c) => Some(&mut c.stream),
                 _ => None,
             },
-            mio::Interest::READABLE,
+            crate::sys::STREAM_INTEREST,
         );
         let key = match inserted {
             Ok(key) => key,
@@ -376,7 +391,10 @@ impl<H: Handler> Inner<H> {
                     self.read(key);
                     self.close_scheduled();
                 }
-                Some(Entry::Listener(_)) => self.accept(key),
+                Some(Entry::Listener(listener)) => {
+                    listener.queued = false;
+                    self.accept(key);
+                }
                 Some(Entry::Udp(datagram)) => {
                     datagram.queued = false;
                     self.read_datagrams(key);

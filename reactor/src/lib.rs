@@ -12,12 +12,15 @@
 //! costs a table entry and its kernel socket, no heap buffer.
 //!
 //! # What the loop does for you
-//! - **Accept** on every listener until `WouldBlock`. Out of descriptors (EMFILE, ENFILE) or memory
+//! - **Accept** on every listener until `WouldBlock`, at most [`Config::accept_budget`] a turn, so a
+//!   connect flood cannot hold one turn while open connections wait. Out of descriptors (EMFILE, ENFILE) or memory
 //!   (ENOBUFS, ENOMEM): stop accepting and try again as soon as one of our connections closes, or after
 //!   a back-off — never spin. At [`Config::max_connections`], leave peers in the kernel's accept queue
 //!   and resume when a slot frees.
 //! - **Read** into one buffer shared by all connections and hand the bytes to [`Handler::on_data`]. A
-//!   per-turn budget parks a flooding peer until the next turn, so it cannot starve the others.
+//!   per-turn budget, which counts the bytes read and what their callbacks wrote, parks a flooding
+//!   peer until the next turn, so it cannot starve the others. TCP urgent data (`MSG_OOB`) stays out of
+//!   band: the bytes around the urgent byte arrive in order, the urgent byte itself is not delivered.
 //! - **Write** straight to the socket; queue only what it does not take, and ask for WRITABLE only while
 //!   something is queued. Past [`Config::high_watermark`] of queued output, stop reading from that peer
 //!   until it drains below [`Config::low_watermark`]: a peer that sends but never reads cannot grow the

@@ -107,6 +107,9 @@ pub(crate) struct Listener {
     pub(crate) backoff: Duration,
     /// A retry timer is pending.
     pub(crate) retry_armed: bool,
+    /// On the ready list: accepting goes on next turn (the per-turn accept budget ran out, or a
+    /// connection closed while the listener was held).
+    pub(crate) queued: bool,
     /// Errors to return from the next accepts instead of calling the kernel (fault injection).
     #[cfg(feature = "fault-injection")]
     pub(crate) injected: std::collections::VecDeque<i32>,
@@ -120,6 +123,7 @@ impl Listener {
             hold: options.paused.then_some(Hold::Paused),
             backoff,
             retry_armed: false,
+            queued: false,
             #[cfg(feature = "fault-injection")]
             injected: Default::default(),
         }

@@ -136,3 +136,37 @@ fn graceful_shutdown_delivers_queued_output() {
     assert!(received[..] == data[..received.len()], "the flushed echo differs from what was sent");
     assert_eq!(echo.closed, [CloseKind::Shutdown]);
 }
+
+/// TCP urgent data ends a `recv` at the urgent mark with bytes still queued behind it; a loop that took
+/// that short read as "drained" would leave them there until the peer happened to send again.
+#[cfg(target_os = "linux")]
+#[test]
+fn urgent_data_strands_no_bytes_behind_the_mark() {
+    let server = Server::start(Config::default(), Echo::default());
+    let socket = socket2::Socket::from(TcpStream::connect(server.addr).unwrap());
+    // Corked, the three sends leave as one segment: "AAAA", the urgent "B", "CCCC".
+    socket.set_tcp_cork(true).unwrap();
+    assert_eq!(socket.send(b"AAAA").unwrap(), 4);
+    assert_eq!(socket.send_out_of_band(b"B").unwrap(), 1);
+    assert_eq!(socket.send(b"CCCC").unwrap(), 4);
+    socket.set_tcp_cork(false).unwrap();
+
+    let mut stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut echoed = [0; 8];
+    let mut got = 0;
+    while got < echoed.len() {
+        match stream.read(&mut echoed[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("after {:?}: {e}", String::from_utf8_lossy(&echoed[..got])),
+        }
+    }
+    assert_eq!(&echoed[..got], b"AAAACCCC", "the bytes around the urgent byte come back, in order");
+    // The urgent byte stays out of band: after our EOF, nothing else comes back.
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"", "the urgent byte is not delivered in the stream");
+    server.finish();
+}
