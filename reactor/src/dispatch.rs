@@ -109,6 +109,7 @@ impl<H: Handler> Inner<H> {
     #[inline(always)]
     pub(crate) fn read(&mut self, key: Key) {
         let mut budget = self.core.config.read_budget;
+        let written_at_start = self.core.counters.bytes_out;
         loop {
             let now = self.core.now;
             let Some(conn) = self.core.connection(key) else { return };
@@ -142,24 +143,26 @@ impl<H: Handler> Inner<H> {
                     let lingering = conn.has(flag::LINGERING);
                     if lingering {
                         self.core.counters.bytes_discarded += n as u64;
-                        budget = budget.saturating_sub(n);
                     } else {
                         self.core.counters.bytes_in += n as u64;
-                        // The budget pays for the work the data caused, not only for the bytes read:
-                        // what the callback wrote counts too, so a peer whose every line fans out to
-                        // many others yields as soon as one that floods.
-                        let written_before = self.core.counters.bytes_out;
                         let next = self.handler.on_data(
                             &mut Context { core: &mut self.core },
                             ConnId(key),
                             &self.read_buffer[..n],
                         );
-                        let written = self.core.counters.bytes_out.wrapping_sub(written_before);
-                        budget = budget.saturating_sub(n.saturating_add(written as usize));
                         self.after_data(key, next);
                     }
                     if drained {
                         return;
+                    }
+                    // Only a full read goes round again, so only it is charged. The budget pays for the
+                    // work the data caused, not only for the bytes read: what the callbacks wrote since
+                    // this connection's turn began counts too, so a peer whose every line fans out to
+                    // many others yields as soon as one that floods.
+                    budget = budget.saturating_sub(n);
+                    let written = self.core.counters.bytes_out.wrapping_sub(written_at_start);
+                    if written >= budget as u64 {
+                        budget = 0;
                     }
                 }
                 Err(e) if crate::io_util::would_block(&e) => {
