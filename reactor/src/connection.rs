@@ -27,7 +27,8 @@ const LINGER: Duration = Duration::from_secs(2);
 pub(crate) mod flag {
     /// Outbound connect not yet complete.
     pub(crate) const CONNECTING: u16 = 1;
-    /// The application paused reading.
+    /// The application paused reading ([`Context::pause_reading`](crate::Context::pause_reading) or
+    /// `Next::Pause`); only the application clears it.
     pub(crate) const PAUSED_BY_APP: u16 = 1 << 1;
     /// Queued output passed the high watermark.
     pub(crate) const PAUSED_BY_BACKPRESSURE: u16 = 1 << 2;
@@ -49,6 +50,10 @@ pub(crate) mod flag {
     pub(crate) const READABLE: u16 = 1 << 10;
     /// An outbound connect asked for Nagle's algorithm to stay on.
     pub(crate) const NO_NODELAY: u16 = 1 << 11;
+    /// Closed by us with output still to flush: read nothing (the application hears no more data)
+    /// until lingering begins. The loop's own state, apart from the application's pause, so that
+    /// neither can undo the other.
+    pub(crate) const CLOSE_PENDING: u16 = 1 << 12;
 
     pub(crate) const PAUSED: u16 = PAUSED_BY_APP | PAUSED_BY_BACKPRESSURE;
 }
@@ -128,8 +133,18 @@ impl Connection {
 
     /// Worth reading now: readable, not paused, and not finished reading.
     pub(crate) fn wants_read(&self) -> bool {
-        self.flags & (flag::READABLE | flag::PAUSED | flag::READ_CLOSED | flag::CLOSING | flag::CONNECTING)
-            == flag::READABLE
+        const STOPPED: u16 =
+            flag::PAUSED | flag::READ_CLOSED | flag::CLOSING | flag::CONNECTING | flag::CLOSE_PENDING;
+        self.flags & (flag::READABLE | STOPPED) == flag::READABLE
+    }
+
+    /// The application's pause. Ignored once the application has closed: from then on the loop reads
+    /// only to discard until the peer's FIN, and a pause would leave that FIN unseen until the linger
+    /// timer, closing with unread input (a reset).
+    pub(crate) fn pause_by_app(&mut self) {
+        if !matches!(self.finish, Finish::Close(_)) {
+            self.set(flag::PAUSED_BY_APP);
+        }
     }
 }
 
@@ -285,9 +300,11 @@ impl Core {
         };
         if stronger {
             conn.finish = finish;
-        }
-        if matches!(finish, Finish::Close(_)) {
-            conn.set(flag::PAUSED_BY_APP);
+            // Only the step to Close stops reading: a repeated close (or the shutdown pass) must not
+            // stop a linger read that has already begun.
+            if matches!(finish, Finish::Close(_)) {
+                conn.set(flag::CLOSE_PENDING);
+            }
         }
         self.finish_if_flushed(key);
         Ok(())
@@ -320,7 +337,7 @@ impl Core {
             Finish::ShutdownWrite if read_closed => self.schedule_close(key, CloseReason::PeerClosed),
             Finish::Close(_) if !conn.has(flag::LINGERING) => {
                 conn.set(flag::LINGERING);
-                conn.clear(flag::PAUSED);
+                conn.clear(flag::PAUSED | flag::CLOSE_PENDING);
                 self.set_timer(LINGER, TimerKind::Linger(key));
                 self.queue_read(key);
             }

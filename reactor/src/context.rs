@@ -57,18 +57,18 @@ impl Context<'_> {
     }
 
     /// Stops reading from `conn` until [`resume_reading`](Self::resume_reading). Unread data stays in
-    /// the kernel, whose receive window then holds the peer back.
+    /// the kernel, whose receive window then holds the peer back. After [`close`](Self::close) it does
+    /// nothing: the loop then reads only to discard until the peer's FIN.
     pub fn pause_reading(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.live_connection(conn)?.set(flag::PAUSED_BY_APP);
+        self.core.live_connection(conn)?.pause_by_app();
         Ok(())
     }
 
-    /// Reads from `conn` again, including data that arrived while it was paused.
+    /// Reads from `conn` again, including data that arrived while it was paused, whatever happened
+    /// meanwhile: after [`shutdown_write`](Self::shutdown_write) in particular, reading goes on until
+    /// the peer's EOF.
     pub fn resume_reading(&mut self, conn: ConnId) -> io::Result<()> {
-        let c = self.core.live_connection(conn)?;
-        if c.finish == Finish::None {
-            c.clear(flag::PAUSED_BY_APP);
-        }
+        self.core.live_connection(conn)?.clear(flag::PAUSED_BY_APP);
         self.core.queue_read(conn.0);
         Ok(())
     }

@@ -168,7 +168,7 @@ impl<H: Handler> Inner<H> {
             Next::Continue => {}
             Next::Pause => {
                 if let Some(conn) = self.core.connection(key) {
-                    conn.set(flag::PAUSED_BY_APP);
+                    conn.pause_by_app();
                 }
             }
             Next::Close => {
