@@ -30,7 +30,8 @@ pub struct Config {
     pub read_budget: usize,
     /// Queued output above which the loop stops reading from that peer (back-pressure).
     pub high_watermark: usize,
-    /// Queued output below which a peer paused by back-pressure is read again.
+    /// Queued output below which a peer paused by back-pressure is read again; 0 reads again once the
+    /// queue is empty.
     pub low_watermark: usize,
     /// Hard cap on one connection's queued output: [`Context::send`](crate::Context::send) refuses
     /// (with `WouldBlock`) data that would go past it.

@@ -236,7 +236,8 @@ impl Core {
     /// Writes queued output after a writable event. Returns true when the queue drained and the
     /// application asked to hear about it.
     pub(crate) fn flush(&mut self, key: Key) -> bool {
-        let (low_watermark, now) = (self.config.low_watermark, self.now);
+        // A low watermark of 0 means "once empty": nothing is ever queued below zero bytes.
+        let (resume_below, now) = (self.config.low_watermark.max(1), self.now);
         let Some(conn) = self.connection(key) else { return false };
         if conn.output.is_empty() {
             return false;
@@ -247,7 +248,7 @@ impl Core {
         }
         self.counters.bytes_out += written as u64;
         let conn = self.connection(key).expect("checked above");
-        let resume = conn.has(flag::PAUSED_BY_BACKPRESSURE) && conn.output.len() < low_watermark;
+        let resume = conn.has(flag::PAUSED_BY_BACKPRESSURE) && conn.output.len() < resume_below;
         if resume {
             conn.clear(flag::PAUSED_BY_BACKPRESSURE);
         }

@@ -1,4 +1,4 @@
-//! Regressions in the loop's core: reading after a half-close, the linger read.
+//! Regressions in the loop's core: reading after a half-close, the linger read, the low watermark.
 
 mod util;
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use forward::Forwarder;
 use reactor::{AfterEof, Config, ConnId, Context, Handler, Next, TimerId};
 use testkit::payload;
-use util::Server;
+use util::{Echo, Server};
 
 /// Generous bound on every wait: reached only when the behaviour under test is broken.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -261,4 +261,14 @@ fn the_shutdown_pass_does_not_stop_the_linger_read() {
     });
     server.join();
     assert_eq!(stats.snapshot().bytes_discarded, REPLY as u64, "the linger read stopped");
+}
+
+#[test]
+fn a_zero_low_watermark_resumes_reading_once_drained() {
+    let config = Config { low_watermark: 0, ..Config::default() };
+    assert_eq!(config.validate(), Ok(()));
+    let server = Server::start(config, Echo::default());
+    let result = testkit::flood_then_drain(server.addr, 64 << 20, |_| {});
+    assert!(result.is_ok(), "{result:?}");
+    server.finish();
 }
