@@ -21,7 +21,7 @@ pub struct Config {
     /// kernel's accept queue (bounded by the listen backlog) and are taken as soon as a connection closes.
     pub max_connections: usize,
     /// Close a connection after this long without reading or writing a byte (also bounds a connect that
-    /// never completes).
+    /// never completes). A century or more (`Duration::MAX` included) is in effect `None`.
     pub idle_timeout: Option<Duration>,
     /// Size of the one read buffer the loop shares between all connections.
     pub read_buffer: usize,

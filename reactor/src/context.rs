@@ -206,7 +206,8 @@ impl Context<'_> {
         self.core.remove_listener(listener.0)
     }
 
-    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag` once `after` has passed.
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag` once `after` has passed. A
+    /// duration of a century or more (`Duration::MAX` included) means never.
     ///
     /// ```
     /// use std::time::Duration;

@@ -311,7 +311,7 @@ impl<H: Handler> Inner<H> {
         let max = self.core.config.accept_backoff_max;
         let Some(listener) = self.core.listener(key) else { return };
         let delay = listener.backoff;
-        listener.backoff = (delay * 2).min(max);
+        listener.backoff = delay.saturating_mul(2).min(max);
         let arm = !listener.retry_armed;
         listener.retry_armed = true;
         self.core.hold_listener(key, Hold::Exhausted);

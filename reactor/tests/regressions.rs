@@ -1,4 +1,5 @@
-//! Regressions in the loop's core: reading after a half-close, the linger read, the low watermark.
+//! Regressions in the loop's core: reading after a half-close, the linger read, the low watermark, and
+//! durations too large to add to an `Instant`.
 
 mod util;
 
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use forward::Forwarder;
-use reactor::{AfterEof, Config, ConnId, Context, Handler, Next, TimerId};
+use reactor::{AfterEof, Config, ConnId, Context, EventLoop, Handler, Next, TimerId, Turn};
 use testkit::payload;
 use util::{Echo, Server};
 
@@ -271,4 +272,51 @@ fn a_zero_low_watermark_resumes_reading_once_drained() {
     let result = testkit::flood_then_drain(server.addr, 64 << 20, |_| {});
     assert!(result.is_ok(), "{result:?}");
     server.finish();
+}
+
+#[test]
+fn a_shutdown_deadline_of_duration_max_does_not_panic() {
+    let server = Server::start(Config::default(), Echo::default());
+    assert_eq!(testkit::echo_once(server.addr, b"hello", LIMIT).unwrap(), b"hello");
+    server.handle.shutdown(Duration::MAX).unwrap();
+    server.join();
+}
+
+#[test]
+fn an_idle_timeout_of_duration_max_does_not_panic() {
+    let config = Config { idle_timeout: Some(Duration::MAX), ..Config::default() };
+    assert_eq!(config.validate(), Ok(()));
+    let server = Server::start(config, Echo::default());
+    assert_eq!(testkit::echo_once(server.addr, b"hello", LIMIT).unwrap(), b"hello");
+    server.finish();
+}
+
+/// Counts timer firings.
+#[derive(Debug, Default)]
+struct Timers {
+    fired: usize,
+}
+
+impl Handler for Timers {
+    type Message = ();
+
+    fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, _: &[u8]) -> Next {
+        Next::Continue
+    }
+
+    fn on_timer(&mut self, _: &mut Context<'_>, _: TimerId, _: u64) {
+        self.fired += 1;
+    }
+}
+
+#[test]
+fn a_timer_of_duration_max_does_not_panic() {
+    util::init();
+    let mut event_loop = EventLoop::new(Config::default(), Timers::default()).unwrap();
+    let never = event_loop.context().set_timer(Duration::MAX, 1);
+    event_loop.context().set_timer(Duration::ZERO, 2);
+    let turn = event_loop.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(turn, Turn::Running);
+    assert_eq!(event_loop.handler().fired, 1, "only the zero-length timer is due");
+    assert!(event_loop.context().cancel_timer(never), "the far timer is still pending");
 }
