@@ -230,7 +230,8 @@ impl Core {
         if conn.output.len() > high_watermark {
             conn.set(flag::PAUSED_BY_BACKPRESSURE);
         }
-        self.want_write(key, true)
+        self.want_write(key, true);
+        Ok(())
     }
 
     /// Writes queued output after a writable event. Returns true when the queue drained and the
@@ -257,9 +258,7 @@ impl Core {
             Ok(Flush::Drained) => {
                 let notify = conn.has(flag::NOTIFY_DRAINED);
                 conn.clear(flag::NOTIFY_DRAINED);
-                if let Err(e) = self.want_write(key, false) {
-                    self.schedule_close(key, CloseReason::Error(e));
-                }
+                self.want_write(key, false);
                 self.finish_if_flushed(key);
                 notify
             }
@@ -274,17 +273,21 @@ impl Core {
         notify
     }
 
-    /// Registers or drops WRITABLE interest, only when it changes.
-    pub(crate) fn want_write(&mut self, key: Key, on: bool) -> io::Result<()> {
-        let Some(slot) = self.slots.get_mut(key.slot) else { return Ok(()) };
-        let crate::core::Entry::Connection(conn) = &mut slot.entry else { return Ok(()) };
+    /// Registers or drops WRITABLE interest, only when it changes. If the poller refuses, the connection
+    /// closes with its error: output queued without WRITABLE interest would never be written, and a
+    /// `wants_write` that disagreed with the poller would keep the next call from trying again.
+    pub(crate) fn want_write(&mut self, key: Key, on: bool) {
+        let Some(slot) = self.slots.get_mut(key.slot) else { return };
+        let crate::core::Entry::Connection(conn) = &mut slot.entry else { return };
         if conn.wants_write == on {
-            return Ok(());
+            return;
         }
-        conn.wants_write = on;
         let interest = if on { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
         trace!("reregister {key:?} {interest:?}");
-        self.registry.reregister(&mut conn.stream, key.token(), interest)
+        match self.registry.reregister(&mut conn.stream, key.token(), interest) {
+            Ok(()) => conn.wants_write = on,
+            Err(e) => self.schedule_close(key, CloseReason::Error(e)),
+        }
     }
 
     /// Asks for the connection to end once its output is flushed: `Finish::ShutdownWrite` for a
@@ -401,4 +404,53 @@ impl Core {
 
 pub(crate) fn not_connected(key: Key) -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, format!("connection {key:?} is closed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Entry;
+
+    #[test]
+    fn a_failed_reregister_closes_instead_of_stranding_output() {
+        let poll = mio::Poll::new().unwrap();
+        let mut core = Core::new(poll.registry().try_clone().unwrap(), crate::Config::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let conn = Connection::new(TcpStream::from_std(stream), core.now, false, false);
+        let key = core
+            .insert(
+                Entry::Connection(conn),
+                |e| match e {
+                    Entry::Connection(c) => Some(&mut c.stream),
+                    _ => None,
+                },
+                Interest::READABLE,
+            )
+            .unwrap();
+        // Out of the poller behind the loop's back: the next reregister fails (ENOENT), as it would
+        // for a poller out of memory.
+        let Entry::Connection(conn) = &mut core.slots[key.slot].entry else { unreachable!() };
+        core.registry.deregister(&mut conn.stream).unwrap();
+        // The peer reads nothing: fill its window until a send has to queue.
+        let block = vec![7; 64 * 1024];
+        let mut result = Ok(());
+        for _ in 0..1024 {
+            result = core.send(key, &block);
+            let conn = core.connection(key).unwrap();
+            if result.is_err() || conn.is_closing() || !conn.output.is_empty() {
+                break;
+            }
+        }
+        let conn = core.connection(key).unwrap();
+        let (queued, wants_write) = (conn.output.len(), conn.wants_write);
+        let closed =
+            core.closing.iter().any(|(k, reason)| *k == key && matches!(reason, CloseReason::Error(_)));
+        assert!(
+            closed && result.is_ok() && !wants_write,
+            "{queued} B queued, closing: {closed}, WRITABLE believed registered: {wants_write}, send: {result:?}"
+        );
+    }
 }

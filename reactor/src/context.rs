@@ -33,8 +33,9 @@ impl Context<'_> {
     /// Errors: `NotConnected` for a closed connection; `BrokenPipe` after a close or half-close;
     /// `WouldBlock` when the queue would pass [`Config::max_output`](crate::Config::max_output) (nothing
     /// is taken: send again after [`Handler::on_drained`](crate::Handler::on_drained)); `InvalidInput`
-    /// for a single `data` larger than `max_output`. A write error on the socket is not returned here:
-    /// it closes the connection and arrives as [`on_close`](crate::Handler::on_close).
+    /// for a single `data` larger than `max_output`. A write error on the socket, or the poller refusing
+    /// to watch it for room, is not returned here: it closes the connection and arrives as
+    /// [`on_close`](crate::Handler::on_close).
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> io::Result<()> {
         self.core.send(conn.0, data)
     }

@@ -230,8 +230,8 @@ impl<H: Handler> Inner<H> {
                 let (handler, mut ctx) = self.ctx();
                 handler.on_drained(&mut ctx, ConnId(key));
             }
-        } else if let Err(e) = self.core.want_write(key, false) {
-            self.core.schedule_close(key, CloseReason::Error(e));
+        } else {
+            self.core.want_write(key, false);
         }
         self.core.finish_if_flushed(key);
         self.read(key);
