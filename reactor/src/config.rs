@@ -21,7 +21,7 @@ pub struct Config {
     /// kernel's accept queue (bounded by the listen backlog) and are taken as soon as a connection closes.
     pub max_connections: usize,
     /// Close a connection after this long without reading or writing a byte (also bounds a connect that
-    /// never completes).
+    /// never completes). A century or more (`Duration::MAX` included) is in effect `None`.
     pub idle_timeout: Option<Duration>,
     /// Size of the one read buffer the loop shares between all connections.
     pub read_buffer: usize,
@@ -31,7 +31,8 @@ pub struct Config {
     pub read_budget: usize,
     /// Queued output above which the loop stops reading from that peer (back-pressure).
     pub high_watermark: usize,
-    /// Queued output below which a peer paused by back-pressure is read again.
+    /// Queued output below which a peer paused by back-pressure is read again; 0 reads again once the
+    /// queue is empty.
     pub low_watermark: usize,
     /// Hard cap on one connection's queued output: [`Context::send`](crate::Context::send) refuses
     /// (with `WouldBlock`) data that would go past it.

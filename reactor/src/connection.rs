@@ -27,7 +27,8 @@ const LINGER: Duration = Duration::from_secs(2);
 pub(crate) mod flag {
     /// Outbound connect not yet complete.
     pub(crate) const CONNECTING: u16 = 1;
-    /// The application paused reading.
+    /// The application paused reading ([`Context::pause_reading`](crate::Context::pause_reading) or
+    /// `Next::Pause`); only the application clears it.
     pub(crate) const PAUSED_BY_APP: u16 = 1 << 1;
     /// Queued output passed the high watermark.
     pub(crate) const PAUSED_BY_BACKPRESSURE: u16 = 1 << 2;
@@ -49,9 +50,13 @@ pub(crate) mod flag {
     pub(crate) const READABLE: u16 = 1 << 10;
     /// An outbound connect asked for Nagle's algorithm to stay on.
     pub(crate) const NO_NODELAY: u16 = 1 << 11;
+    /// Closed by us with output still to flush: read nothing (the application hears no more data)
+    /// until lingering begins. The loop's own state, apart from the application's pause, so that
+    /// neither can undo the other.
+    pub(crate) const CLOSE_PENDING: u16 = 1 << 12;
     /// The poller reported TCP urgent data: a short read may have stopped at the urgent mark, so read
     /// until `WouldBlock` before calling the socket drained.
-    pub(crate) const URGENT: u16 = 1 << 12;
+    pub(crate) const URGENT: u16 = 1 << 13;
 
     pub(crate) const PAUSED: u16 = PAUSED_BY_APP | PAUSED_BY_BACKPRESSURE;
 }
@@ -131,8 +136,18 @@ impl Connection {
 
     /// Worth reading now: readable, not paused, and not finished reading.
     pub(crate) fn wants_read(&self) -> bool {
-        self.flags & (flag::READABLE | flag::PAUSED | flag::READ_CLOSED | flag::CLOSING | flag::CONNECTING)
-            == flag::READABLE
+        const STOPPED: u16 =
+            flag::PAUSED | flag::READ_CLOSED | flag::CLOSING | flag::CONNECTING | flag::CLOSE_PENDING;
+        self.flags & (flag::READABLE | STOPPED) == flag::READABLE
+    }
+
+    /// The application's pause. Ignored once the application has closed: from then on the loop reads
+    /// only to discard until the peer's FIN, and a pause would leave that FIN unseen until the linger
+    /// timer, closing with unread input (a reset).
+    pub(crate) fn pause_by_app(&mut self) {
+        if !matches!(self.finish, Finish::Close(_)) {
+            self.set(flag::PAUSED_BY_APP);
+        }
     }
 }
 
@@ -218,13 +233,15 @@ impl Core {
         if conn.output.len() > high_watermark {
             conn.set(flag::PAUSED_BY_BACKPRESSURE);
         }
-        self.want_write(key, true)
+        self.want_write(key, true);
+        Ok(())
     }
 
     /// Writes queued output after a writable event. Returns true when the queue drained and the
     /// application asked to hear about it.
     pub(crate) fn flush(&mut self, key: Key) -> bool {
-        let (low_watermark, now) = (self.config.low_watermark, self.now);
+        // A low watermark of 0 means "once empty": nothing is ever queued below zero bytes.
+        let (resume_below, now) = (self.config.low_watermark.max(1), self.now);
         let Some(conn) = self.connection(key) else { return false };
         if conn.output.is_empty() {
             return false;
@@ -235,7 +252,7 @@ impl Core {
         }
         self.counters.bytes_out += written as u64;
         let conn = self.connection(key).expect("checked above");
-        let resume = conn.has(flag::PAUSED_BY_BACKPRESSURE) && conn.output.len() < low_watermark;
+        let resume = conn.has(flag::PAUSED_BY_BACKPRESSURE) && conn.output.len() < resume_below;
         if resume {
             conn.clear(flag::PAUSED_BY_BACKPRESSURE);
         }
@@ -244,9 +261,7 @@ impl Core {
             Ok(Flush::Drained) => {
                 let notify = conn.has(flag::NOTIFY_DRAINED);
                 conn.clear(flag::NOTIFY_DRAINED);
-                if let Err(e) = self.want_write(key, false) {
-                    self.schedule_close(key, CloseReason::Error(e));
-                }
+                self.want_write(key, false);
                 self.finish_if_flushed(key);
                 notify
             }
@@ -261,18 +276,22 @@ impl Core {
         notify
     }
 
-    /// Registers or drops WRITABLE interest, only when it changes.
-    pub(crate) fn want_write(&mut self, key: Key, on: bool) -> io::Result<()> {
-        let Some(slot) = self.slots.get_mut(key.slot) else { return Ok(()) };
-        let crate::core::Entry::Connection(conn) = &mut slot.entry else { return Ok(()) };
+    /// Registers or drops WRITABLE interest, only when it changes. If the poller refuses, the connection
+    /// closes with its error: output queued without WRITABLE interest would never be written, and a
+    /// `wants_write` that disagreed with the poller would keep the next call from trying again.
+    pub(crate) fn want_write(&mut self, key: Key, on: bool) {
+        let Some(slot) = self.slots.get_mut(key.slot) else { return };
+        let crate::core::Entry::Connection(conn) = &mut slot.entry else { return };
         if conn.wants_write == on {
-            return Ok(());
+            return;
         }
-        conn.wants_write = on;
         let interest =
             if on { crate::sys::STREAM_INTEREST | Interest::WRITABLE } else { crate::sys::STREAM_INTEREST };
         trace!("reregister {key:?} {interest:?}");
-        self.registry.reregister(&mut conn.stream, key.token(), interest)
+        match self.registry.reregister(&mut conn.stream, key.token(), interest) {
+            Ok(()) => conn.wants_write = on,
+            Err(e) => self.schedule_close(key, CloseReason::Error(e)),
+        }
     }
 
     /// Asks for the connection to end once its output is flushed: `Finish::ShutdownWrite` for a
@@ -289,9 +308,11 @@ impl Core {
         };
         if stronger {
             conn.finish = finish;
-        }
-        if matches!(finish, Finish::Close(_)) {
-            conn.set(flag::PAUSED_BY_APP);
+            // Only the step to Close stops reading: a repeated close (or the shutdown pass) must not
+            // stop a linger read that has already begun.
+            if matches!(finish, Finish::Close(_)) {
+                conn.set(flag::CLOSE_PENDING);
+            }
         }
         self.finish_if_flushed(key);
         Ok(())
@@ -324,7 +345,7 @@ impl Core {
             Finish::ShutdownWrite if read_closed => self.schedule_close(key, CloseReason::PeerClosed),
             Finish::Close(_) if !conn.has(flag::LINGERING) => {
                 conn.set(flag::LINGERING);
-                conn.clear(flag::PAUSED);
+                conn.clear(flag::PAUSED | flag::CLOSE_PENDING);
                 self.set_timer(LINGER, TimerKind::Linger(key));
                 self.queue_read(key);
             }
@@ -387,4 +408,53 @@ impl Core {
 
 pub(crate) fn not_connected(key: Key) -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, format!("connection {key:?} is closed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Entry;
+
+    #[test]
+    fn a_failed_reregister_closes_instead_of_stranding_output() {
+        let poll = mio::Poll::new().unwrap();
+        let mut core = Core::new(poll.registry().try_clone().unwrap(), crate::Config::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let conn = Connection::new(TcpStream::from_std(stream), core.now, false, false);
+        let key = core
+            .insert(
+                Entry::Connection(conn),
+                |e| match e {
+                    Entry::Connection(c) => Some(&mut c.stream),
+                    _ => None,
+                },
+                Interest::READABLE,
+            )
+            .unwrap();
+        // Out of the poller behind the loop's back: the next reregister fails (ENOENT), as it would
+        // for a poller out of memory.
+        let Entry::Connection(conn) = &mut core.slots[key.slot].entry else { unreachable!() };
+        core.registry.deregister(&mut conn.stream).unwrap();
+        // The peer reads nothing: fill its window until a send has to queue.
+        let block = vec![7; 64 * 1024];
+        let mut result = Ok(());
+        for _ in 0..1024 {
+            result = core.send(key, &block);
+            let conn = core.connection(key).unwrap();
+            if result.is_err() || conn.is_closing() || !conn.output.is_empty() {
+                break;
+            }
+        }
+        let conn = core.connection(key).unwrap();
+        let (queued, wants_write) = (conn.output.len(), conn.wants_write);
+        let closed =
+            core.closing.iter().any(|(k, reason)| *k == key && matches!(reason, CloseReason::Error(_)));
+        assert!(
+            closed && result.is_ok() && !wants_write,
+            "{queued} B queued, closing: {closed}, WRITABLE believed registered: {wants_write}, send: {result:?}"
+        );
+    }
 }

@@ -33,8 +33,9 @@ impl Context<'_> {
     /// Errors: `NotConnected` for a closed connection; `BrokenPipe` after a close or half-close;
     /// `WouldBlock` when the queue would pass [`Config::max_output`](crate::Config::max_output) (nothing
     /// is taken: send again after [`Handler::on_drained`](crate::Handler::on_drained)); `InvalidInput`
-    /// for a single `data` larger than `max_output`. A write error on the socket is not returned here:
-    /// it closes the connection and arrives as [`on_close`](crate::Handler::on_close).
+    /// for a single `data` larger than `max_output`. A write error on the socket, or the poller refusing
+    /// to watch it for room, is not returned here: it closes the connection and arrives as
+    /// [`on_close`](crate::Handler::on_close).
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> io::Result<()> {
         self.core.send(conn.0, data)
     }
@@ -57,18 +58,18 @@ impl Context<'_> {
     }
 
     /// Stops reading from `conn` until [`resume_reading`](Self::resume_reading). Unread data stays in
-    /// the kernel, whose receive window then holds the peer back.
+    /// the kernel, whose receive window then holds the peer back. After [`close`](Self::close) it does
+    /// nothing: the loop then reads only to discard until the peer's FIN.
     pub fn pause_reading(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.live_connection(conn)?.set(flag::PAUSED_BY_APP);
+        self.core.live_connection(conn)?.pause_by_app();
         Ok(())
     }
 
-    /// Reads from `conn` again, including data that arrived while it was paused.
+    /// Reads from `conn` again, including data that arrived while it was paused, whatever happened
+    /// meanwhile: after [`shutdown_write`](Self::shutdown_write) in particular, reading goes on until
+    /// the peer's EOF.
     pub fn resume_reading(&mut self, conn: ConnId) -> io::Result<()> {
-        let c = self.core.live_connection(conn)?;
-        if c.finish == Finish::None {
-            c.clear(flag::PAUSED_BY_APP);
-        }
+        self.core.live_connection(conn)?.clear(flag::PAUSED_BY_APP);
         self.core.queue_read(conn.0);
         Ok(())
     }
@@ -206,7 +207,8 @@ impl Context<'_> {
         self.core.remove_listener(listener.0)
     }
 
-    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag` once `after` has passed.
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag` once `after` has passed. A
+    /// duration of a century or more (`Duration::MAX` included) means never.
     ///
     /// ```
     /// use std::time::Duration;

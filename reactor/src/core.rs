@@ -177,7 +177,7 @@ impl Core {
     }
 
     pub(crate) fn set_timer(&mut self, after: Duration, kind: TimerKind) -> Key {
-        self.timers.insert(self.now + after, kind)
+        self.timers.insert(crate::timer::deadline_after(self.now, after), kind)
     }
 
     pub(crate) fn deregister(&mut self, source: &mut dyn Source, key: Key) {

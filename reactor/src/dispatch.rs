@@ -183,7 +183,7 @@ impl<H: Handler> Inner<H> {
             Next::Continue => {}
             Next::Pause => {
                 if let Some(conn) = self.core.connection(key) {
-                    conn.set(flag::PAUSED_BY_APP);
+                    conn.pause_by_app();
                 }
             }
             Next::Close => {
@@ -245,8 +245,8 @@ impl<H: Handler> Inner<H> {
                 let (handler, mut ctx) = self.ctx();
                 handler.on_drained(&mut ctx, ConnId(key));
             }
-        } else if let Err(e) = self.core.want_write(key, false) {
-            self.core.schedule_close(key, CloseReason::Error(e));
+        } else {
+            self.core.want_write(key, false);
         }
         self.core.finish_if_flushed(key);
         self.read(key);
@@ -329,7 +329,7 @@ impl<H: Handler> Inner<H> {
         let max = self.core.config.accept_backoff_max;
         let Some(listener) = self.core.listener(key) else { return };
         let delay = listener.backoff;
-        listener.backoff = (delay * 2).min(max);
+        listener.backoff = delay.saturating_mul(2).min(max);
         let arm = !listener.retry_armed;
         listener.retry_armed = true;
         self.core.hold_listener(key, Hold::Exhausted);

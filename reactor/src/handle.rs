@@ -79,7 +79,8 @@ impl<M: Send> Handle<M> {
     }
 
     /// Shuts the loop down gracefully: close the listeners, flush and close every connection, and stop
-    /// once none are left or when `deadline` has passed (then the rest are closed as they are).
+    /// once none are left or when `deadline` has passed (then the rest are closed as they are). A
+    /// deadline of a century or more (`Duration::MAX` included) means none.
     pub fn shutdown(&self, deadline: Duration) -> io::Result<()> {
         if let Ok(mut shutdown) = self.requests.shutdown.lock() {
             *shutdown = Some(deadline);

@@ -8,11 +8,29 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
 use crate::token::{Generations, Key};
+
+/// How far off a deadline may lie. Durations come from the application and its config
+/// (`Duration::MAX` included), and `Instant + Duration` panics past what the clock can represent; a
+/// century is "never" for a loop, and always representable.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `now + after`, saturated: a deadline too far off to represent becomes [`NEVER`] from now, or as much
+/// of it as the clock can hold.
+pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
+    let mut after = after.min(NEVER);
+    // Halving reaches zero within 64 steps, and `now + 0` always exists.
+    loop {
+        match now.checked_add(after) {
+            Some(deadline) => return deadline,
+            None => after /= 2,
+        }
+    }
+}
 
 /// What a timer does when it fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +158,13 @@ mod tests {
         }
         assert_eq!(queue.len(), 0);
         assert!(queue.heap.len() <= 65, "heap kept {} dead nodes", queue.heap.len());
+    }
+
+    #[test]
+    fn an_unrepresentable_deadline_saturates() {
+        let now = Instant::now();
+        assert_eq!(deadline_after(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+        assert_eq!(deadline_after(now, Duration::MAX), now + NEVER);
     }
 
     #[test]
