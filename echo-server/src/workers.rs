@@ -5,7 +5,7 @@
 use std::error::Error;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -25,26 +25,37 @@ pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD])?;
     let addr = reserve_port(cli.addr)?;
     let mut workers = Vec::with_capacity(cli.workers as usize);
+    let mut udp = None;
     for index in 0..cli.workers {
         match start_worker(cli, addr, index) {
-            Ok(child) => workers.push(child),
+            Ok((worker, udp_addr)) => {
+                workers.push(worker);
+                udp = udp.or(udp_addr);
+            }
             Err(e) => {
                 stop_all(&mut workers, Duration::from_secs(2));
                 return Err(format!("cannot start worker {index}: {e}").into());
             }
         }
     }
+    // The same lines, in the same order, as one process prints.
     served::print_listening(addr)?;
+    if let Some(udp) = udp {
+        served::print_listening_udp(udp)?;
+    }
     info!("{} worker processes on {addr}", workers.len());
 
     for signal in signals.forever() {
         if signal == SIGCHLD {
-            for (index, child) in workers.iter_mut().enumerate() {
-                if let Ok(Some(status)) = child.try_wait() {
+            for (index, worker) in workers.iter_mut().enumerate() {
+                if let Ok(Some(status)) = worker.child.try_wait() {
                     // A worker that ends cleanly was told to (Ctrl-C reaches the whole process group);
                     // any other end is a failure that takes the rest down.
                     if !status.success() {
-                        error!("worker {index} (pid {}) exited: {status}; stopping the others", child.id());
+                        error!(
+                            "worker {index} (pid {}) exited: {status}; stopping the others",
+                            worker.child.id()
+                        );
                     }
                     let clean = stop_all(&mut workers, cli.shutdown_timeout() + Duration::from_secs(2));
                     return Ok(if clean && status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
@@ -57,6 +68,14 @@ pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// A worker process and the read end of its stdout. The reader lives as long as the worker: were it
+/// dropped, the pipe would close and the worker's next write to stdout would fail with EPIPE.
+#[derive(Debug)]
+struct Worker {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
 }
 
 /// Resolves port 0 to a real port that the workers then share. The socket is bound but never listens,
@@ -75,7 +94,13 @@ fn reserve_port(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     Ok(bound)
 }
 
-fn start_worker(cli: &Cli, addr: SocketAddr, index: u32) -> Result<Child, Box<dyn Error>> {
+/// Starts worker `index` and waits until it announces its listener, and its UDP socket when it serves
+/// one (returned).
+fn start_worker(
+    cli: &Cli,
+    addr: SocketAddr,
+    index: u32,
+) -> Result<(Worker, Option<SocketAddr>), Box<dyn Error>> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .arg("--addr")
@@ -106,27 +131,43 @@ fn start_worker(cli: &Cli, addr: SocketAddr, index: u32) -> Result<Child, Box<dy
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut child = command.spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout from the worker")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    if !line.starts_with("listening on ") {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!("worker {index} did not start listening (it said {:?})", line.trim()).into());
+    let mut stdout = BufReader::new(stdout);
+    let announced = announcement(&mut stdout, "").and_then(|tcp| {
+        let udp = if cli.udp && index == 0 { Some(announcement(&mut stdout, " (udp)")?) } else { None };
+        Ok((tcp, udp))
+    });
+    match announced {
+        Ok((_, udp)) => Ok((Worker { child, _stdout: stdout }, udp)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("worker {index} did not start listening: {e}").into())
+        }
     }
-    Ok(child)
+}
+
+/// Reads one `listening on HOST:PORT{suffix}` line from a worker and returns the address.
+fn announcement(stdout: &mut BufReader<ChildStdout>, suffix: &str) -> Result<SocketAddr, String> {
+    let mut line = String::new();
+    stdout.read_line(&mut line).map_err(|e| format!("cannot read its stdout: {e}"))?;
+    line.trim_end()
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .and_then(|addr| addr.parse().ok())
+        .ok_or_else(|| format!("expected 'listening on HOST:PORT{suffix}', it said {:?}", line.trim()))
 }
 
 /// SIGTERM to every worker, then wait for them; SIGKILL to any still running after `limit`. True when
 /// every worker exited with status 0.
-fn stop_all(workers: &mut [Child], limit: Duration) -> bool {
-    for child in workers.iter() {
+fn stop_all(workers: &mut [Worker], limit: Duration) -> bool {
+    for child in workers.iter().map(|w| &w.child) {
         if let Ok(pid) = i32::try_from(child.id()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
     }
     let deadline = Instant::now() + limit;
     let mut clean = true;
-    for child in workers.iter_mut() {
+    for child in workers.iter_mut().map(|w| &mut w.child) {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),

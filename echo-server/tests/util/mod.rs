@@ -1,7 +1,9 @@
 //! Running the real `echo-server` binary in tests.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::io::BufRead;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use testkit::ServerProcess;
 
@@ -36,4 +38,28 @@ pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
 /// Runs the server to completion (for invocations that must fail at once).
 pub fn run(args: &[&str]) -> Output {
     command(args).output().expect("run echo-server")
+}
+
+/// The server's next line on stdout. If none arrives within `limit`, the server is killed (which ends
+/// the read) and the test fails, instead of waiting forever on a server that went quiet.
+#[track_caller]
+pub fn next_line(server: &mut ServerProcess, limit: Duration) -> String {
+    let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    let line = std::thread::scope(|s| {
+        s.spawn(move || {
+            if watched.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        let mut line = String::new();
+        let _ = server.stdout.read_line(&mut line);
+        let _ = done.send(());
+        line
+    });
+    assert!(
+        !line.is_empty(),
+        "the server printed no further line (it exited, or was killed after {limit:?})"
+    );
+    line
 }
