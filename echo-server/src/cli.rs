@@ -57,9 +57,10 @@ pub struct Cli {
     #[arg(long = "shutdown-timeout", value_name = "SECS", default_value_t = 5.0)]
     pub shutdown_timeout: f64,
 
-    /// Set SO_REUSEPORT on the listener even with one thread (set for worker processes).
-    #[arg(long = "reuse-port", hide = true)]
-    pub reuse_port: bool,
+    /// Run as a worker of the supervisor with this pid (set by `--workers`): join the port's SO_REUSEPORT
+    /// group, and end when the supervisor ends.
+    #[arg(long = "worker-of", value_name = "PID", hide = true)]
+    pub worker_of: Option<u32>,
 }
 
 /// How connections are served.

@@ -54,7 +54,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         let mut event_loop = EventLoop::new(config.clone(), Echo)?;
         let options = ListenerOptions::new(addr)
             .backlog(cli.backlog)
-            .reuse_port(threads > 1 || cli.reuse_port)
+            .reuse_port(threads > 1 || cli.worker_of.is_some())
             .paused(cli.pause_accept);
         // The first listener may have been given port 0: the rest join it on the port it got.
         addr = event_loop.listen(&options)?.1;

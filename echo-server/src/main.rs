@@ -9,6 +9,7 @@
 mod blocking;
 mod cli;
 mod echo;
+mod lifeline;
 mod served;
 mod signals;
 mod workers;
@@ -33,6 +34,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     cli.validate()?;
+    if let Some(supervisor) = cli.worker_of {
+        lifeline::follow(supervisor)?;
+    }
     match reactor::sys::raise_fd_limit() {
         Ok((before, after)) => {
             log::info!("descriptor limit: {before} at start, {after} now");

@@ -1,11 +1,12 @@
 //! `--workers N`: N processes of this same binary, each with its own loops and SO_REUSEPORT listener on
 //! one port, like nginx's workers. The kernel spreads connections among the listeners; each process has
 //! its own descriptor limit, which is the way past the per-process cap.
+//! Workers end when the supervisor does, however it ends (see `lifeline`).
 
 use std::error::Error;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -70,12 +71,15 @@ pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     Ok(ExitCode::FAILURE)
 }
 
-/// A worker process and the read end of its stdout. The reader lives as long as the worker: were it
-/// dropped, the pipe would close and the worker's next write to stdout would fail with EPIPE.
+/// A worker process and the supervisor's ends of its pipes, which live as long as the worker.
 #[derive(Debug)]
 struct Worker {
     child: Child,
+    /// Were it dropped, the pipe would close and the worker's next write to stdout would fail with EPIPE.
     _stdout: BufReader<ChildStdout>,
+    /// Never written: where no parent-death signal exists, the worker notices the supervisor's death by
+    /// this pipe closing (see `lifeline`).
+    _stdin: Option<ChildStdin>,
 }
 
 /// Resolves port 0 to a real port that the workers then share. The socket is bound but never listens,
@@ -111,7 +115,8 @@ fn start_worker(
         .arg(cli.threads.to_string())
         .arg("--shutdown-timeout")
         .arg(cli.shutdown_timeout.to_string())
-        .arg("--reuse-port");
+        .arg("--worker-of")
+        .arg(std::process::id().to_string());
     if let Some(max) = cli.max_conns {
         command.arg("--max-conns").arg(max.div_ceil(u64::from(cli.workers)).to_string());
     }
@@ -128,7 +133,7 @@ fn start_worker(
     if cli.pause_accept {
         command.arg("--pause-accept");
     }
-    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = command.spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout from the worker")?;
     let mut stdout = BufReader::new(stdout);
@@ -137,7 +142,10 @@ fn start_worker(
         Ok((tcp, udp))
     });
     match announced {
-        Ok((_, udp)) => Ok((Worker { child, _stdout: stdout }, udp)),
+        Ok((_, udp)) => {
+            let stdin = child.stdin.take();
+            Ok((Worker { child, _stdout: stdout, _stdin: stdin }, udp))
+        }
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
