@@ -48,14 +48,17 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     // must get a graceful shutdown, not the default action, and the process is fully set up by then.
     let (events, waiting) = mpsc::channel();
     crate::signals::forward_to(events.clone())?;
+    let reuse_port = threads > 1 || cli.worker_of.is_some();
+    if reuse_port && cli.worker_of.is_none() {
+        // A worker joins the group its supervisor checked; the others in it make the check fail.
+        crate::port::check_unserved(cli.addr)?;
+    }
     let mut addr = cli.addr;
     let mut loops = Vec::with_capacity(threads);
     for _ in 0..threads {
         let mut event_loop = EventLoop::new(config.clone(), Echo)?;
-        let options = ListenerOptions::new(addr)
-            .backlog(cli.backlog)
-            .reuse_port(threads > 1 || cli.worker_of.is_some())
-            .paused(cli.pause_accept);
+        let options =
+            ListenerOptions::new(addr).backlog(cli.backlog).reuse_port(reuse_port).paused(cli.pause_accept);
         // The first listener may have been given port 0: the rest join it on the port it got.
         addr = event_loop.listen(&options)?.1;
         loops.push(event_loop);

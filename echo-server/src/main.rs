@@ -10,6 +10,7 @@ mod blocking;
 mod cli;
 mod echo;
 mod lifeline;
+mod port;
 mod served;
 mod signals;
 mod workers;

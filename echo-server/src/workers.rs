@@ -82,10 +82,12 @@ struct Worker {
     _stdin: Option<ChildStdin>,
 }
 
-/// Resolves port 0 to a real port that the workers then share. The socket is bound but never listens,
-/// so the kernel routes no connection to it.
+/// Checks that no other server listens on the address, and resolves port 0 to a real port that the
+/// workers then share. The socket is bound but never listens, so the kernel routes no connection to it.
 fn reserve_port(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     if addr.port() != 0 {
+        // Checked once here: each worker's listeners join the group and would fail a later check.
+        crate::port::check_unserved(addr)?;
         return Ok(addr);
     }
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

@@ -63,3 +63,37 @@ pub fn next_line(server: &mut ServerProcess, limit: Duration) -> String {
     );
     line
 }
+
+/// Runs the server and expects it to exit within `limit`; one that is still running then is killed, so
+/// the test fails on its exit status instead of hanging. Returns the exit status and stderr.
+pub fn run_within(args: &[&str], limit: Duration) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = command(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start echo-server");
+    // Read stderr on the side: a full pipe would stall the server, and processes the server started
+    // could keep the pipe open after it exits.
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (chunks, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut buffer) {
+            if chunks.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let exited = testkit::wait_for(limit, || child.try_wait().ok().flatten().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait for echo-server");
+    let mut text = Vec::new();
+    while let Ok(chunk) = received.recv_timeout(Duration::from_secs(2)) {
+        text.extend(chunk);
+    }
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
