@@ -59,7 +59,8 @@ fn loops_restart_on_a_port_with_connections_in_time_wait() {
         // The server closes first (idle timeout), so its side of each connection goes to TIME_WAIT.
         let mut peer = std::net::TcpStream::connect(addr).unwrap();
         peer.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-        assert_eq!(peer.read(&mut [0; 8]).expect("closed by the server"), 0);
+        let mut rest = Vec::new();
+        assert_eq!(peer.read_to_end(&mut rest).expect("closed by the server"), 0);
     }
     first.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(first.wait_exit(std::time::Duration::from_secs(10)).is_some_and(|s| s.success()));
