@@ -40,7 +40,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     let threads = cli.threads as usize;
     let config = Config {
         max_connections: cli.max_conns().map_or(Config::default().max_connections, |m| m.div_ceil(threads)),
-        idle_timeout: cli.idle_timeout(),
+        idle_timeout: cli.idle_timeout,
         raise_fd_limit: false,
         ..Config::default()
     };
@@ -81,7 +81,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         })?;
     }
 
-    let stats_every = cli.stats_interval();
+    let stats_every = cli.stats;
     let mut next_stats = stats_every.map(|every| Instant::now() + every);
     let mut running = threads;
     let mut failed = false;
@@ -98,11 +98,11 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         };
         match event {
             Some(Event::Signal(signal)) if shutdown_deadline.is_none() => {
-                info!("signal {signal}: shutting down, flushing for up to {:?}", cli.shutdown_timeout());
+                info!("signal {signal}: shutting down, flushing for up to {:?}", cli.shutdown_timeout);
                 for handle in &handles {
-                    handle.shutdown(cli.shutdown_timeout())?;
+                    handle.shutdown(cli.shutdown_timeout)?;
                 }
-                shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout() + Duration::from_secs(2));
+                shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + Duration::from_secs(2));
             }
             Some(Event::Signal(_)) => {}
             Some(Event::Ended { index, result }) => {
@@ -115,10 +115,9 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
                     // A loop ended without being asked to: take the others down too.
                     failed = true;
                     for handle in &handles {
-                        handle.shutdown(cli.shutdown_timeout())?;
+                        handle.shutdown(cli.shutdown_timeout)?;
                     }
-                    shutdown_deadline =
-                        Some(Instant::now() + cli.shutdown_timeout() + Duration::from_secs(2));
+                    shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + Duration::from_secs(2));
                 }
             }
             None => {

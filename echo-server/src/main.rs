@@ -17,13 +17,11 @@ mod workers;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use cli::{Cli, Mode};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_valid();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -34,7 +32,6 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    cli.validate()?;
     if let Some(supervisor) = cli.worker_of {
         lifeline::follow(supervisor)?;
     }

@@ -58,14 +58,14 @@ pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
                             worker.child.id()
                         );
                     }
-                    let clean = stop_all(&mut workers, cli.shutdown_timeout() + Duration::from_secs(2));
+                    let clean = stop_all(&mut workers, cli.shutdown_timeout + Duration::from_secs(2));
                     return Ok(if clean && status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
                 }
             }
             continue;
         }
         info!("signal {signal}: stopping {} workers", workers.len());
-        let clean = stop_all(&mut workers, cli.shutdown_timeout() + Duration::from_secs(2));
+        let clean = stop_all(&mut workers, cli.shutdown_timeout + Duration::from_secs(2));
         return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     Ok(ExitCode::FAILURE)
@@ -116,17 +116,17 @@ fn start_worker(
         .arg("--threads")
         .arg(cli.threads.to_string())
         .arg("--shutdown-timeout")
-        .arg(cli.shutdown_timeout.to_string())
+        .arg(cli.shutdown_timeout.as_secs_f64().to_string())
         .arg("--worker-of")
         .arg(std::process::id().to_string());
     if let Some(max) = cli.max_conns {
         command.arg("--max-conns").arg(max.div_ceil(u64::from(cli.workers)).to_string());
     }
     if let Some(idle) = cli.idle_timeout {
-        command.arg("--idle-timeout").arg(idle.to_string());
+        command.arg("--idle-timeout").arg(idle.as_secs_f64().to_string());
     }
     if let Some(stats) = cli.stats {
-        command.arg("--stats").arg(stats.to_string());
+        command.arg("--stats").arg(stats.as_secs_f64().to_string());
     }
     if cli.udp && index == 0 {
         // One UDP socket per port: the first worker serves datagrams.

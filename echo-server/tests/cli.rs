@@ -4,9 +4,9 @@ mod util;
 
 #[track_caller]
 fn fails_with(args: &[&str], code: i32, says: &str) {
-    let output = util::run(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+    // Bounded: an input wrongly accepted starts a server, which is killed and fails the test.
+    let (status, stderr) = util::run_within(args, std::time::Duration::from_secs(10));
+    assert_eq!(status.code(), Some(code), "{args:?}: {status}: {stderr}");
     assert!(stderr.contains(says), "{args:?} should say {says:?}, said: {stderr}");
 }
 
@@ -69,9 +69,29 @@ fn loops_restart_on_a_port_with_connections_in_time_wait() {
     assert_eq!(second.addr, addr);
 }
 
+/// Flags that only the reactor serves are bad input with `--mode blocking`: exit 2, as clap's own errors.
 #[test]
-fn threads_with_blocking_mode_are_refused() {
-    fails_with(&["--addr", "127.0.0.1:0", "--mode", "blocking", "--threads", "2"], 1, "--threads");
+fn reactor_flags_with_blocking_mode_are_refused_as_bad_input() {
+    for (flag, value) in [("--threads", Some("2")), ("--workers", Some("2")), ("--udp", None)] {
+        let mut args = vec!["--addr", "127.0.0.1:0", "--mode", "blocking", flag];
+        args.extend(value);
+        fails_with(&args, 2, flag);
+        fails_with(&args, 2, "Usage:");
+    }
+}
+
+/// Every flag that takes seconds refuses zero, negatives, NaN, infinity and absurd sizes as bad input
+/// (exit 2), before the server starts.
+#[test]
+fn bad_durations_are_refused_as_bad_input() {
+    for flag in ["--idle-timeout", "--shutdown-timeout", "--stats"] {
+        for value in ["0", "-1", "nan", "NaN", "inf", "-inf", "1e300", "0.0000001", "soon", ""] {
+            let says = format!("invalid value '{value}' for '{flag}");
+            fails_with(&["--addr", "127.0.0.1:0", &format!("{flag}={value}")], 2, &says);
+        }
+        // A negative number as a separate word is taken as the value, not as an unknown flag.
+        fails_with(&["--addr", "127.0.0.1:0", flag, "-1"], 2, &format!("invalid value '-1' for '{flag}"));
+    }
 }
 
 #[test]

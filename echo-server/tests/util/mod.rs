@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::io::BufRead;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use testkit::ServerProcess;
@@ -33,11 +33,6 @@ pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
         .args(args)
         .env("RUST_LOG", "warn");
     ServerProcess::start(shell)
-}
-
-/// Runs the server to completion (for invocations that must fail at once).
-pub fn run(args: &[&str]) -> Output {
-    command(args).output().expect("run echo-server")
 }
 
 /// The server's next line on stdout. If none arrives within `limit`, the server is killed (which ends
