@@ -167,17 +167,30 @@ fn announcement(stdout: &mut BufReader<ChildStdout>, suffix: &str) -> Result<Soc
         .ok_or_else(|| format!("expected 'listening on HOST:PORT{suffix}', it said {:?}", line.trim()))
 }
 
-/// SIGTERM to every worker, then wait for them; SIGKILL to any still running after `limit`. True when
+/// SIGTERM to every worker still running, then wait for them; SIGKILL to any still running after `limit`. True when
 /// every worker exited with status 0.
 fn stop_all(workers: &mut [Worker], limit: Duration) -> bool {
-    for child in workers.iter().map(|w| &w.child) {
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let mut children: Vec<&mut Child> = workers.iter_mut().map(|w| &mut w.child).collect();
+    stop_children(&mut children, limit, |pid| {
+        let _ = kill(pid, Signal::SIGTERM);
+    })
+}
+
+/// [`stop_all`] with the signal left to `terminate`, which gets the pid of each child to stop.
+fn stop_children(children: &mut [&mut Child], limit: Duration, mut terminate: impl FnMut(Pid)) -> bool {
+    for child in children.iter_mut() {
+        // Only a child not yet waited for: the pid of one already reaped (as the SIGCHLD path in
+        // `supervise` does) may belong to an unrelated process by now. A child that exits after this
+        // check stays a zombie, holding its pid, until we wait for it below: nothing else reaps here.
+        if let Ok(None) = child.try_wait()
+            && let Ok(pid) = i32::try_from(child.id())
+        {
+            terminate(Pid::from_raw(pid));
         }
     }
     let deadline = Instant::now() + limit;
     let mut clean = true;
-    for child in workers.iter_mut().map(|w| &mut w.child) {
+    for child in children.iter_mut() {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
@@ -200,4 +213,26 @@ fn stop_all(workers: &mut [Worker], limit: Duration) -> bool {
         }
     }
     clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// When a worker dies, the supervisor reaps it (`try_wait`) and then stops the others. The reaped
+    /// worker's pid is free for the kernel to give to any new process, so it must not be signalled.
+    #[test]
+    fn a_reaped_worker_is_never_signalled() {
+        let mut reaped = Command::new("true").spawn().expect("run true");
+        reaped.wait().expect("reap it");
+        let mut running = Command::new("sleep").arg("30").spawn().expect("run sleep");
+        let (reaped_pid, running_pid) = (reaped.id() as i32, running.id() as i32);
+        let mut signalled = Vec::new();
+        stop_children(&mut [&mut reaped, &mut running], Duration::from_secs(10), |pid| {
+            signalled.push(pid.as_raw());
+            let _ = kill(pid, Signal::SIGTERM);
+        });
+        assert_eq!(signalled, [running_pid], "pid {reaped_pid} was reaped before the stop");
+        assert!(running.try_wait().expect("status").is_some(), "the running one was stopped");
+    }
 }
