@@ -45,7 +45,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     info!("blocking mode on {addr}: one thread per connection, backlog {}", cli.backlog);
 
     if !cli.pause_accept {
-        let (max, idle) = (thread_cap(cli.max_conns()), cli.idle_timeout());
+        let (max, idle) = (thread_cap(cli.max_conns()), cli.idle_timeout);
         std::thread::Builder::new().name("accept".into()).spawn(move || {
             let result = accept_forever(&listener, max, idle);
             let _ = events.send(Event::Ended { index: 0, result });

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 
 /// Echo server: the reactor and the blocking thread-per-connection model, side by side.
 ///
@@ -29,8 +30,8 @@ pub struct Cli {
     pub max_conns: Option<u64>,
 
     /// Close a connection after this many seconds without traffic.
-    #[arg(long = "idle-timeout", value_name = "SECS")]
-    pub idle_timeout: Option<f64>,
+    #[arg(long = "idle-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true)]
+    pub idle_timeout: Option<Duration>,
 
     /// Event loops in this process, each with its own SO_REUSEPORT listener on the address (reactor).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -50,16 +51,23 @@ pub struct Cli {
     pub udp: bool,
 
     /// Print counters to stderr every SECS seconds.
-    #[arg(long, value_name = "SECS")]
-    pub stats: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true)]
+    pub stats: Option<Duration>,
 
     /// Seconds a graceful shutdown may take to flush before connections are closed as they are.
-    #[arg(long = "shutdown-timeout", value_name = "SECS", default_value_t = 5.0)]
-    pub shutdown_timeout: f64,
+    #[arg(
+        long = "shutdown-timeout",
+        value_name = "SECS",
+        default_value = "5",
+        value_parser = seconds,
+        allow_negative_numbers = true
+    )]
+    pub shutdown_timeout: Duration,
 
-    /// Set SO_REUSEPORT on the listener even with one thread (set for worker processes).
-    #[arg(long = "reuse-port", hide = true)]
-    pub reuse_port: bool,
+    /// Run as a worker of the supervisor with this pid (set by `--workers`): join the port's SO_REUSEPORT
+    /// group, and end when the supervisor ends.
+    #[arg(long = "worker-of", value_name = "PID", hide = true)]
+    pub worker_of: Option<u32>,
 }
 
 /// How connections are served.
@@ -72,44 +80,79 @@ pub enum Mode {
 }
 
 impl Cli {
-    /// Rejects combinations that cannot work, with a sentence that says why.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.mode == Mode::Blocking && self.udp {
-            return Err("--udp is served by --mode reactor".into());
+    /// Parses the command line. Bad input, including combinations of flags that cannot work together,
+    /// ends the process with clap's message and exit code 2.
+    pub fn parse_valid() -> Cli {
+        let cli = Cli::parse();
+        if let Some(conflict) = cli.conflict() {
+            Cli::command().error(ErrorKind::ArgumentConflict, conflict).exit();
         }
-        if self.mode == Mode::Blocking && (self.threads > 1 || self.workers > 1) {
-            return Err(
-                "--threads and --workers apply to --mode reactor; blocking mode uses a thread per peer"
-                    .into(),
-            );
+        cli
+    }
+
+    /// What is wrong with this combination of flags, if anything. These depend on the value of `--mode`,
+    /// which clap's `conflicts_with` (by presence of a flag) cannot express.
+    fn conflict(&self) -> Option<&'static str> {
+        if self.mode != Mode::Blocking {
+            None
+        } else if self.udp {
+            Some("'--udp' cannot be used with '--mode blocking': datagrams are served by the reactor")
+        } else if self.threads > 1 || self.workers > 1 {
+            Some(
+                "'--threads' and '--workers' cannot be used with '--mode blocking', which runs a thread per peer",
+            )
+        } else {
+            None
         }
-        for (name, value) in [
-            ("--idle-timeout", self.idle_timeout),
-            ("--stats", self.stats),
-            ("--shutdown-timeout", Some(self.shutdown_timeout)),
-        ] {
-            if let Some(v) = value
-                && !(v.is_finite() && v > 0.0 && v < 1e9)
-            {
-                return Err(format!("{name} must be a positive number of seconds, not {v}"));
-            }
-        }
-        Ok(())
     }
 
-    pub fn idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout.map(Duration::from_secs_f64)
-    }
-
-    pub fn stats_interval(&self) -> Option<Duration> {
-        self.stats.map(Duration::from_secs_f64)
-    }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.shutdown_timeout)
-    }
-
+    /// `--max-conns` as a count of connections.
     pub fn max_conns(&self) -> Option<usize> {
         self.max_conns.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+/// The shortest and longest durations the `SECS` flags take: below a millisecond a timer fires in a
+/// busy loop, and beyond a year the value is a typo (and deadlines computed from it could overflow).
+const SECONDS_MIN: f64 = 0.001;
+const SECONDS_MAX: f64 = 365.0 * 24.0 * 3600.0;
+
+/// Parses a `SECS` value: a finite decimal number of seconds within [`SECONDS_MIN`, `SECONDS_MAX`].
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.trim().parse().map_err(|_| "not a number of seconds".to_string())?;
+    // Written so that NaN, which compares false with everything, is refused too.
+    if !(SECONDS_MIN..=SECONDS_MAX).contains(&value) {
+        return Err(format!("must be from {SECONDS_MIN} to {SECONDS_MAX} seconds (a year)"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_within_bounds_are_durations() {
+        assert_eq!(seconds("0.2"), Ok(Duration::from_millis(200)));
+        assert_eq!(seconds("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(seconds("1e3"), Ok(Duration::from_secs(1000)));
+        assert!(seconds("0.001").is_ok());
+        assert!(seconds("31536000").is_ok());
+    }
+
+    #[test]
+    fn seconds_out_of_bounds_are_refused() {
+        for text in ["0", "-0", "-1", "0.0009", "31536001", "nan", "inf", "-inf", "1e300", "", "5s"] {
+            assert!(seconds(text).is_err(), "{text:?} was accepted");
+        }
+    }
+
+    /// The supervisor hands its values to the workers as text; what it passes must parse to the same.
+    #[test]
+    fn seconds_survive_the_trip_to_a_worker() {
+        for text in ["0.001", "0.2", "1", "2.5", "31536000", "0.123456789"] {
+            let duration = seconds(text).unwrap();
+            assert_eq!(seconds(&duration.as_secs_f64().to_string()), Ok(duration), "{text}");
+        }
     }
 }

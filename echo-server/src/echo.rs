@@ -40,7 +40,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     let threads = cli.threads as usize;
     let config = Config {
         max_connections: cli.max_conns().map_or(Config::default().max_connections, |m| m.div_ceil(threads)),
-        idle_timeout: cli.idle_timeout(),
+        idle_timeout: cli.idle_timeout,
         raise_fd_limit: false,
         ..Config::default()
     };
@@ -48,14 +48,17 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     // must get a graceful shutdown, not the default action, and the process is fully set up by then.
     let (events, waiting) = mpsc::channel();
     crate::signals::forward_to(events.clone())?;
+    let reuse_port = threads > 1 || cli.worker_of.is_some();
+    if reuse_port && cli.worker_of.is_none() {
+        // A worker joins the group its supervisor checked; the others in it make the check fail.
+        crate::port::check_unserved(cli.addr)?;
+    }
     let mut addr = cli.addr;
     let mut loops = Vec::with_capacity(threads);
     for _ in 0..threads {
         let mut event_loop = EventLoop::new(config.clone(), Echo)?;
-        let options = ListenerOptions::new(addr)
-            .backlog(cli.backlog)
-            .reuse_port(threads > 1 || cli.reuse_port)
-            .paused(cli.pause_accept);
+        let options =
+            ListenerOptions::new(addr).backlog(cli.backlog).reuse_port(reuse_port).paused(cli.pause_accept);
         // The first listener may have been given port 0: the rest join it on the port it got.
         addr = event_loop.listen(&options)?.1;
         loops.push(event_loop);
@@ -78,7 +81,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         })?;
     }
 
-    let stats_every = cli.stats_interval();
+    let stats_every = cli.stats;
     let mut next_stats = stats_every.map(|every| Instant::now() + every);
     let mut running = threads;
     let mut failed = false;
@@ -95,11 +98,11 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         };
         match event {
             Some(Event::Signal(signal)) if shutdown_deadline.is_none() => {
-                info!("signal {signal}: shutting down, flushing for up to {:?}", cli.shutdown_timeout());
+                info!("signal {signal}: shutting down, flushing for up to {:?}", cli.shutdown_timeout);
                 for handle in &handles {
-                    handle.shutdown(cli.shutdown_timeout())?;
+                    handle.shutdown(cli.shutdown_timeout)?;
                 }
-                shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout() + Duration::from_secs(2));
+                shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + Duration::from_secs(2));
             }
             Some(Event::Signal(_)) => {}
             Some(Event::Ended { index, result }) => {
@@ -112,10 +115,9 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
                     // A loop ended without being asked to: take the others down too.
                     failed = true;
                     for handle in &handles {
-                        handle.shutdown(cli.shutdown_timeout())?;
+                        handle.shutdown(cli.shutdown_timeout)?;
                     }
-                    shutdown_deadline =
-                        Some(Instant::now() + cli.shutdown_timeout() + Duration::from_secs(2));
+                    shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + Duration::from_secs(2));
                 }
             }
             None => {

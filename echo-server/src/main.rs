@@ -9,19 +9,19 @@
 mod blocking;
 mod cli;
 mod echo;
+mod lifeline;
+mod port;
 mod served;
 mod signals;
 mod workers;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use cli::{Cli, Mode};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_valid();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -32,7 +32,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    cli.validate()?;
+    if let Some(supervisor) = cli.worker_of {
+        lifeline::follow(supervisor)?;
+    }
     match reactor::sys::raise_fd_limit() {
         Ok((before, after)) => {
             log::info!("descriptor limit: {before} at start, {after} now");

@@ -4,9 +4,9 @@ mod util;
 
 #[track_caller]
 fn fails_with(args: &[&str], code: i32, says: &str) {
-    let output = util::run(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+    // Bounded: an input wrongly accepted starts a server, which is killed and fails the test.
+    let (status, stderr) = util::run_within(args, std::time::Duration::from_secs(10));
+    assert_eq!(status.code(), Some(code), "{args:?}: {status}: {stderr}");
     assert!(stderr.contains(says), "{args:?} should say {says:?}, said: {stderr}");
 }
 
@@ -28,9 +28,70 @@ fn a_port_in_use_is_named() {
     fails_with(&["--addr", &addr, "--mode", "blocking"], 1, &format!("cannot bind {addr}"));
 }
 
+/// SO_REUSEPORT lets our own loops share a port; it must not let a second, unrelated server join them
+/// and take half the traffic.
 #[test]
-fn threads_with_blocking_mode_are_refused() {
-    fails_with(&["--addr", "127.0.0.1:0", "--mode", "blocking", "--threads", "2"], 1, "--threads");
+fn a_second_instance_cannot_share_a_served_port() {
+    let first = util::start(&["--threads", "2"]);
+    let addr = first.addr.to_string();
+    for extra in [&["--threads", "2"][..], &["--workers", "2"], &["--threads", "2", "--workers", "2"]] {
+        let mut args = vec!["--addr", addr.as_str()];
+        args.extend_from_slice(extra);
+        let (status, stderr) = util::run_within(&args, std::time::Duration::from_secs(10));
+        assert_eq!(status.code(), Some(1), "{args:?} started on a served port: {status}, said: {stderr}");
+        assert!(stderr.contains(&format!("cannot bind {addr}")), "{args:?} said: {stderr}");
+        assert!(stderr.to_lowercase().contains("in use"), "{args:?} said: {stderr}");
+    }
+    for round in 0..8 {
+        let data = testkit::payload(round, 1024);
+        let echoed = testkit::echo_once(first.addr, &data, std::time::Duration::from_secs(5));
+        assert!(echoed.is_ok_and(|e| e == data), "the first server stopped echoing");
+    }
+}
+
+/// The check above must not mistake the connections a stopped server left in TIME_WAIT for a server.
+#[test]
+fn loops_restart_on_a_port_with_connections_in_time_wait() {
+    use std::io::Read;
+    let mut first = util::start(&["--threads", "2", "--idle-timeout", "0.1"]);
+    let addr = first.addr;
+    for _ in 0..3 {
+        // The server closes first (idle timeout), so its side of each connection goes to TIME_WAIT.
+        let mut peer = std::net::TcpStream::connect(addr).unwrap();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(peer.read_to_end(&mut rest).expect("closed by the server"), 0);
+    }
+    first.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(first.wait_exit(std::time::Duration::from_secs(10)).is_some_and(|s| s.success()));
+    let second =
+        testkit::ServerProcess::start(util::command(&["--threads", "2", "--addr", &addr.to_string()]));
+    assert_eq!(second.addr, addr);
+}
+
+/// Flags that only the reactor serves are bad input with `--mode blocking`: exit 2, as clap's own errors.
+#[test]
+fn reactor_flags_with_blocking_mode_are_refused_as_bad_input() {
+    for (flag, value) in [("--threads", Some("2")), ("--workers", Some("2")), ("--udp", None)] {
+        let mut args = vec!["--addr", "127.0.0.1:0", "--mode", "blocking", flag];
+        args.extend(value);
+        fails_with(&args, 2, flag);
+        fails_with(&args, 2, "Usage:");
+    }
+}
+
+/// Every flag that takes seconds refuses zero, negatives, NaN, infinity and absurd sizes as bad input
+/// (exit 2), before the server starts.
+#[test]
+fn bad_durations_are_refused_as_bad_input() {
+    for flag in ["--idle-timeout", "--shutdown-timeout", "--stats"] {
+        for value in ["0", "-1", "nan", "NaN", "inf", "-inf", "1e300", "0.0000001", "soon", ""] {
+            let says = format!("invalid value '{value}' for '{flag}");
+            fails_with(&["--addr", "127.0.0.1:0", &format!("{flag}={value}")], 2, &says);
+        }
+        // A negative number as a separate word is taken as the value, not as an unknown flag.
+        fails_with(&["--addr", "127.0.0.1:0", flag, "-1"], 2, &format!("invalid value '-1' for '{flag}"));
+    }
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Running the real `echo-server` binary in tests.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::process::{Command, Output};
+use std::io::BufRead;
+use std::process::Command;
+use std::time::Duration;
 
 use testkit::ServerProcess;
 
@@ -33,7 +35,60 @@ pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
     ServerProcess::start(shell)
 }
 
-/// Runs the server to completion (for invocations that must fail at once).
-pub fn run(args: &[&str]) -> Output {
-    command(args).output().expect("run echo-server")
+/// The server's next line on stdout. If none arrives within `limit`, the server is killed (which ends
+/// the read) and the test fails, instead of waiting forever on a server that went quiet.
+#[track_caller]
+pub fn next_line(server: &mut ServerProcess, limit: Duration) -> String {
+    let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    let line = std::thread::scope(|s| {
+        s.spawn(move || {
+            if watched.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        let mut line = String::new();
+        let _ = server.stdout.read_line(&mut line);
+        let _ = done.send(());
+        line
+    });
+    assert!(
+        !line.is_empty(),
+        "the server printed no further line (it exited, or was killed after {limit:?})"
+    );
+    line
+}
+
+/// Runs the server and expects it to exit within `limit`; one that is still running then is killed, so
+/// the test fails on its exit status instead of hanging. Returns the exit status and stderr.
+pub fn run_within(args: &[&str], limit: Duration) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = command(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start echo-server");
+    // Read stderr on the side: a full pipe would stall the server, and processes the server started
+    // could keep the pipe open after it exits.
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (chunks, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut buffer) {
+            if chunks.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let exited = testkit::wait_for(limit, || child.try_wait().ok().flatten().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait for echo-server");
+    let mut text = Vec::new();
+    while let Ok(chunk) = received.recv_timeout(Duration::from_secs(2)) {
+        text.extend(chunk);
+    }
+    (status, String::from_utf8_lossy(&text).into_owned())
 }
