@@ -21,22 +21,21 @@ pub fn echo(args: &EchoArgs) -> io::Result<Report> {
         size: args.size,
         pipeline: u64::from(args.pipeline),
         rate: args.rate,
-        warmup: Duration::from_secs_f64(args.warmup),
-        duration: Duration::from_secs_f64(args.duration),
+        warmup: args.warmup,
+        duration: args.duration,
     };
     run("echo", &args.load, connections, work, args.rate)
 }
 
 /// `connect`.
 pub fn connect(args: &ConnectArgs) -> io::Result<Report> {
-    let default = if args.until_failure { 1_000_000 } else { DEFAULT_CONNECTIONS };
-    let connections = args.load.connections.unwrap_or(default);
+    let connections = args.connections();
     let mut load = args.load.clone();
     if args.until_failure && load.ramp.is_none() {
         // Ramping is what lets the first failure be told from the rest.
         load.ramp = Some(2000.0);
     }
-    let work = Work::Hold { hold: Duration::from_secs_f64(args.hold), until_failure: args.until_failure };
+    let work = Work::Hold { hold: args.hold, until_failure: args.until_failure };
     run("connect", &load, connections, work, None)
 }
 
@@ -46,7 +45,7 @@ pub fn churn(args: &ChurnArgs) -> io::Result<Report> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "churn has no --blocking mode"));
     }
     let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
-    let work = Work::Churn { size: args.size, duration: Duration::from_secs_f64(args.duration) };
+    let work = Work::Churn { size: args.size, duration: args.duration };
     run("churn", &args.load, connections, work, None)
 }
 

@@ -15,6 +15,7 @@ mod environment;
 mod load;
 mod loops;
 mod message;
+mod pace;
 mod processes;
 mod progress;
 mod report;
@@ -51,18 +52,36 @@ fn check(cli: &Cli) {
     if let Command::Echo(args) = &cli.command
         && args.size * args.pipeline as usize > cli::MAX_IN_FLIGHT_BYTES
     {
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::ValueValidation,
-                format!(
-                    "--pipeline {} × --size {} is more than {} bytes in flight per connection",
-                    args.pipeline,
-                    args.size,
-                    cli::MAX_IN_FLIGHT_BYTES
-                ),
-            )
-            .exit();
+        usage_error(format!(
+            "--pipeline {} × --size {} is more than {} bytes in flight per connection",
+            args.pipeline,
+            args.size,
+            cli::MAX_IN_FLIGHT_BYTES
+        ));
     }
+    // Each child process is given its part of the rates, and must accept it as its own option.
+    if let Some((load, connections, rate)) = cli.command.load()
+        && load.processes > 1
+        && connections > 1
+    {
+        for (flag, total) in [("--rate", rate), ("--ramp", load.ramp)] {
+            let Some(total) = total else { continue };
+            let part = processes::smallest_part(total, connections, load.processes);
+            if part < cli::MIN_RATE {
+                usage_error(format!(
+                    "{flag} {total} over {} processes leaves one of them {part} per second, below the \
+                     least accepted ({}): use fewer processes or a higher {flag}",
+                    load.processes,
+                    cli::MIN_RATE
+                ));
+            }
+        }
+    }
+}
+
+/// Exits with clap's usage error (2), saying `why`.
+fn usage_error(why: String) -> ! {
+    Cli::command().error(clap::error::ErrorKind::ValueValidation, why).exit()
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
