@@ -112,7 +112,7 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
         let mine = shared.clone();
         match thread::Builder::new().stack_size(STACK).spawn(move || connection(&mine, index)) {
             Ok(t) => threads.push(t),
-            Err(e) => lock(&shared.tally).error(reactor::errno_name(&e)),
+            Err(e) => lock(&shared.tally).connect_failed(reactor::errno_name(&e)),
         }
         combined.threads = combined.threads.max(crate::usage::threads());
         ticker.tick(progress);
@@ -182,7 +182,7 @@ fn connection(shared: &Shared, index: u64) {
     let mut stream = match connect(&shared.plan, index) {
         Ok(s) => s,
         Err(e) => {
-            lock(&shared.tally).error(error_name(&e));
+            lock(&shared.tally).connect_failed(error_name(&e));
             shared.counters.errors.fetch_add(1, Ordering::Relaxed);
             return;
         }

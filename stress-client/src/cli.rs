@@ -25,12 +25,15 @@ pub const MIN_RATE: f64 = 0.001;
 /// Fastest rate: a billion per second, far past what loopback carries.
 pub const MAX_RATE: f64 = 1e9;
 
+/// The exit codes, for `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 the run completed; 1 it could not run (the line printed says why); \
+2 bad usage; 3 an echo did not match what was sent (mismatch, loss or reorder); 4 some connections could \
+not be made and neither --allow-errors nor --until-failure said that was expected (a warning in the report \
+says how many and why).";
+
 /// Load, limits and probes for TCP echo servers, built on the reactor.
-///
-/// Exit codes: 0 the run completed; 1 it could not run (the line printed says why); 2 bad usage;
-/// 3 an echo did not match what was sent (mismatch, loss or reorder).
 #[derive(Debug, Parser)]
-#[command(name = "stress-client", version, about, long_about = None)]
+#[command(name = "stress-client", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -41,8 +44,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// N connections sending messages and checking every echoed byte; latency and throughput.
+    #[command(after_help = EXIT_CODES)]
     Echo(EchoArgs),
     /// Open N connections, hold them idle, close them; classify every failure.
+    #[command(after_help = EXIT_CODES)]
     Connect(ConnectArgs),
     /// Measure a non-accepting listener's accept queue: connect until the kernel stops completing.
     Backlog(BacklogArgs),
@@ -51,6 +56,7 @@ pub enum Command {
     /// Merge JSON reports of several clients into one.
     Merge(MergeArgs),
     /// Connect, echo one message, close, repeat: connections per second.
+    #[command(after_help = EXIT_CODES)]
     Churn(ChurnArgs),
 }
 
@@ -96,6 +102,10 @@ pub struct LoadArgs {
     /// A connect not complete after this long counts as ETIMEDOUT.
     #[arg(long, value_name = "MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub connect_timeout: u64,
+    /// Exit 0 even if some connections could not be made (the report still names them); without it,
+    /// such a run exits 4.
+    #[arg(long)]
+    pub allow_errors: bool,
     /// Print one JSON object instead of a readable summary.
     #[arg(long)]
     pub json: bool,
@@ -140,7 +150,8 @@ pub struct ConnectArgs {
     /// Seconds to hold the connections once all are up, 0 to 31536000 (one year).
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds_or_zero)]
     pub hold: Duration,
-    /// Keep ramping until the first sustained failure, and name the limit that stopped it.
+    /// Keep ramping until the first sustained failure, and name the limit that stopped it (the
+    /// connections that failed are then expected: exit 0).
     #[arg(long)]
     pub until_failure: bool,
 }

@@ -94,7 +94,7 @@ impl Driver {
 
     /// Counts a failed connect by the kernel's `name` for it.
     pub(super) fn failed(&mut self, name: &str) {
-        self.tally.error(name);
+        self.tally.connect_failed(name);
         self.consecutive_failures += 1;
         self.last_failure = Some(name.to_owned());
     }
