@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::driver::{Plan, Work};
 use crate::loops::Combined;
 use crate::message::Stream;
+use crate::pace;
 use crate::progress::{Counters, Progress, Ticker};
 use crate::tally::{self, Tally};
 use crate::usage::{Usage, Window};
@@ -104,13 +105,14 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
     let mut threads = Vec::new();
     for index in 0..plan.connections {
         if let Some(rate) = plan.ramp {
-            let at = shared.started + Duration::from_secs_f64(index as f64 / rate);
+            // A connection due too far away to represent is never started.
+            let Some(at) = pace::after(shared.started, index as f64 / rate) else { break };
             thread::sleep(at.saturating_duration_since(Instant::now()));
         }
         let mine = shared.clone();
         match thread::Builder::new().stack_size(STACK).spawn(move || connection(&mine, index)) {
             Ok(t) => threads.push(t),
-            Err(e) => lock(&shared.tally).error(reactor::errno_name(&e)),
+            Err(e) => lock(&shared.tally).connect_failed(reactor::errno_name(&e)),
         }
         combined.threads = combined.threads.max(crate::usage::threads());
         ticker.tick(progress);
@@ -180,7 +182,7 @@ fn connection(shared: &Shared, index: u64) {
     let mut stream = match connect(&shared.plan, index) {
         Ok(s) => s,
         Err(e) => {
-            lock(&shared.tally).error(error_name(&e));
+            lock(&shared.tally).connect_failed(error_name(&e));
             shared.counters.errors.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -193,7 +195,7 @@ fn connection(shared: &Shared, index: u64) {
     shared.counters.open.fetch_add(1, Ordering::Relaxed);
     match shared.plan.work {
         Work::Echo { size, pipeline, rate, warmup, duration } => {
-            let interval = rate.map(|r| Duration::from_secs_f64(shared.plan.connections as f64 / r));
+            let interval = rate.map(|r| pace::interval(shared.plan.connections, r));
             let released = shared.wait_for_gate();
             let times = Times { measure_from: released + warmup, end: released + duration, interval };
             let id = shared.plan.first_id + index;
@@ -319,15 +321,16 @@ fn echo(
 /// `None` while it is not due yet.
 fn send_stamp(opened: Instant, interval: Option<Duration>, messages: &Stream) -> Option<Instant> {
     let Some(interval) = interval else { return Some(Instant::now()) };
-    let due = opened + interval.mul_f64(messages.next_send as f64);
+    let due = pace::due(opened, interval, messages.next_send)?;
     if due > Instant::now() { None } else { Some(due) }
 }
 
 /// Sleeps until the next message is due at a fixed rate, but no longer than 100 ms, so that the end
 /// of the run and an abort are seen in time.
 fn sleep_until_due(opened: Instant, interval: Duration, messages: &Stream) {
-    let due = opened + interval.mul_f64(messages.next_send as f64);
-    thread::sleep(due.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
+    let wait = pace::due(opened, interval, messages.next_send)
+        .map(|due| due.saturating_duration_since(Instant::now()));
+    thread::sleep(wait.unwrap_or(Duration::MAX).min(Duration::from_millis(100)));
 }
 
 /// Reads echoed bytes: `Continue(Some(n))` with their count, `Continue(None)` after a signal, or

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -11,13 +12,28 @@ pub const MAX_SIZE: usize = 1 << 20;
 pub const MAX_IN_FLIGHT_BYTES: usize = 4 << 20;
 /// Connections when `--connections` is not given.
 pub const DEFAULT_CONNECTIONS: u64 = 50;
+/// Most connections one run may ask for.
+pub const MAX_CONNECTIONS: u64 = 10_000_000;
+/// Longest time any option in seconds accepts: one year. Far past any run, and far enough inside what
+/// `Instant` and `Duration` can hold that no deadline computed from it can overflow.
+pub const MAX_SECONDS: f64 = 31_536_000.0;
+/// Shortest run: 1 ms (a shorter one measures nothing).
+pub const MIN_RUN_SECONDS: f64 = 0.001;
+/// Slowest rate (`--rate`, `--ramp`): one per 1000 s. With at most [`MAX_CONNECTIONS`], one
+/// connection's interval between messages stays below 10^10 s, which `Duration` holds exactly enough.
+pub const MIN_RATE: f64 = 0.001;
+/// Fastest rate: a billion per second, far past what loopback carries.
+pub const MAX_RATE: f64 = 1e9;
+
+/// The exit codes, for `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 the run completed; 1 it could not run (the line printed says why); \
+2 bad usage; 3 an echo did not match what was sent (mismatch, loss or reorder); 4 some connections could \
+not be made and neither --allow-errors nor --until-failure said that was expected (a warning in the report \
+says how many and why).";
 
 /// Load, limits and probes for TCP echo servers, built on the reactor.
-///
-/// Exit codes: 0 the run completed; 1 it could not run (the line printed says why); 2 bad usage;
-/// 3 an echo did not match what was sent (mismatch, loss or reorder).
 #[derive(Debug, Parser)]
-#[command(name = "stress-client", version, about, long_about = None)]
+#[command(name = "stress-client", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -28,8 +44,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// N connections sending messages and checking every echoed byte; latency and throughput.
+    #[command(after_help = EXIT_CODES)]
     Echo(EchoArgs),
     /// Open N connections, hold them idle, close them; classify every failure.
+    #[command(after_help = EXIT_CODES)]
     Connect(ConnectArgs),
     /// Measure a non-accepting listener's accept queue: connect until the kernel stops completing.
     Backlog(BacklogArgs),
@@ -38,7 +56,21 @@ pub enum Command {
     /// Merge JSON reports of several clients into one.
     Merge(MergeArgs),
     /// Connect, echo one message, close, repeat: connections per second.
+    #[command(after_help = EXIT_CODES)]
     Churn(ChurnArgs),
+}
+
+impl Command {
+    /// For the load commands (`echo`, `connect`, `churn`): their shared options, the connections the
+    /// run asks for, and the total `--rate`.
+    pub fn load(&self) -> Option<(&LoadArgs, u64, Option<f64>)> {
+        match self {
+            Command::Echo(a) => Some((&a.load, a.load.connections.unwrap_or(DEFAULT_CONNECTIONS), a.rate)),
+            Command::Connect(a) => Some((&a.load, a.connections(), None)),
+            Command::Churn(a) => Some((&a.load, a.load.connections.unwrap_or(DEFAULT_CONNECTIONS), None)),
+            Command::Backlog(_) | Command::Sockets(_) | Command::Merge(_) => None,
+        }
+    }
 }
 
 /// Options every load command shares.
@@ -49,10 +81,10 @@ pub struct LoadArgs {
     pub target: SocketAddr,
     /// Concurrent connections [default: 50; for `connect --until-failure`, the most it will try:
     /// 1,000,000].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS))]
     pub connections: Option<u64>,
-    /// Open at most this many connections per second (default: all at once).
-    #[arg(long, value_name = "CONNS_PER_SEC", value_parser = positive)]
+    /// Open at most this many connections per second, 0.001 to 10^9 (default: all at once).
+    #[arg(long, value_name = "CONNS_PER_SEC", value_parser = per_second)]
     pub ramp: Option<f64>,
     /// Bind outgoing sockets round-robin to these local addresses (`127.0.0.1-127.0.0.8`, or a
     /// comma-separated list).
@@ -70,11 +102,15 @@ pub struct LoadArgs {
     /// A connect not complete after this long counts as ETIMEDOUT.
     #[arg(long, value_name = "MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub connect_timeout: u64,
+    /// Exit 0 even if some connections could not be made (the report still names them); without it,
+    /// such a run exits 4.
+    #[arg(long)]
+    pub allow_errors: bool,
     /// Print one JSON object instead of a readable summary.
     #[arg(long)]
     pub json: bool,
     /// First connection id (set for child processes, so that ids stay unique across them).
-    #[arg(long, default_value_t = 0, hide = true)]
+    #[arg(long, default_value_t = 0, hide = true, value_parser = clap::value_parser!(u64).range(0..=MAX_CONNECTIONS))]
     pub id_offset: u64,
     /// Which child process this is (for progress lines).
     #[arg(long, hide = true)]
@@ -90,19 +126,19 @@ pub struct EchoArgs {
     /// Bytes per message.
     #[arg(long, default_value_t = 64, value_parser = size)]
     pub size: usize,
-    /// Seconds to run (warm-up included).
-    #[arg(long, default_value_t = 10.0, value_parser = positive)]
-    pub duration: f64,
+    /// Seconds to run (warm-up included), 0.001 to 31536000 (one year).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = run_seconds)]
+    pub duration: Duration,
     /// Messages in flight per connection (1: ping-pong).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub pipeline: u32,
     /// Open loop: send this many messages per second in total, measuring latency from each message's
-    /// intended send time.
-    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = positive)]
+    /// intended send time; 0.001 to 10^9.
+    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = per_second)]
     pub rate: Option<f64>,
-    /// Seconds at the start excluded from the statistics.
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
-    pub warmup: f64,
+    /// Seconds at the start excluded from the statistics, 0 to 31536000 (one year).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = seconds_or_zero)]
+    pub warmup: Duration,
 }
 
 /// `connect`.
@@ -111,12 +147,21 @@ pub struct ConnectArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub load: LoadArgs,
-    /// Seconds to hold the connections once all are up.
-    #[arg(long, default_value_t = 2.0, value_parser = non_negative)]
-    pub hold: f64,
-    /// Keep ramping until the first sustained failure, and name the limit that stopped it.
+    /// Seconds to hold the connections once all are up, 0 to 31536000 (one year).
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds_or_zero)]
+    pub hold: Duration,
+    /// Keep ramping until the first sustained failure, and name the limit that stopped it (the
+    /// connections that failed are then expected: exit 0).
     #[arg(long)]
     pub until_failure: bool,
+}
+
+impl ConnectArgs {
+    /// Connections the run asks for: `--connections`, or the default of its mode.
+    pub fn connections(&self) -> u64 {
+        let default = if self.until_failure { 1_000_000 } else { DEFAULT_CONNECTIONS };
+        self.load.connections.unwrap_or(default)
+    }
 }
 
 /// `churn`.
@@ -128,9 +173,9 @@ pub struct ChurnArgs {
     /// Bytes of the one message each connection echoes.
     #[arg(long, default_value_t = 64, value_parser = size)]
     pub size: usize,
-    /// Seconds to run.
-    #[arg(long, default_value_t = 10.0, value_parser = positive)]
-    pub duration: f64,
+    /// Seconds to run, 0.001 to 31536000 (one year).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = run_seconds)]
+    pub duration: Duration,
 }
 
 /// `backlog`.
@@ -175,17 +220,30 @@ pub struct MergeArgs {
     pub json: bool,
 }
 
-fn positive(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("{text:?} is not a positive number")),
+/// The length of a run: [`MIN_RUN_SECONDS`] to [`MAX_SECONDS`].
+fn run_seconds(text: &str) -> Result<Duration, String> {
+    seconds(text, MIN_RUN_SECONDS)
+}
+
+/// A wait that may be nothing (`--warmup`, `--hold`): 0 to [`MAX_SECONDS`].
+fn seconds_or_zero(text: &str) -> Result<Duration, String> {
+    seconds(text, 0.0)
+}
+
+/// Seconds from `min` to [`MAX_SECONDS`] as a `Duration`; the one parser behind every option in seconds,
+/// so that no value it accepts can overflow the arithmetic on instants that follows.
+fn seconds(text: &str, min: f64) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (min..=MAX_SECONDS).contains(&v) => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("expected seconds from {min} to {MAX_SECONDS} (one year)")),
     }
 }
 
-fn non_negative(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("{text:?} is not a number of seconds")),
+/// A rate per second: [`MIN_RATE`] to [`MAX_RATE`], so that its inverse is an interval `Duration` holds.
+fn per_second(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (MIN_RATE..=MAX_RATE).contains(&v) => Ok(v),
+        _ => Err(format!("expected a rate per second from {MIN_RATE} to {MAX_RATE}")),
     }
 }
 
@@ -208,5 +266,19 @@ mod tests {
         assert!(parse("stress-client echo --target 127.0.0.1:1 --size 99999999").is_err());
         assert!(parse("stress-client connect --target 127.0.0.1:1 --source-ips 1.2.3.4-1.2.3").is_err());
         assert!(parse("stress-client merge").is_err());
+    }
+
+    #[test]
+    fn the_longest_times_and_the_extreme_rates_are_accepted() {
+        let parse = |line: &str| Cli::try_parse_from(line.split_whitespace());
+        let echo = "stress-client echo --target 127.0.0.1:1";
+        assert!(
+            parse(&format!("{echo} --duration 31536000 --warmup 31536000 --rate 1e9 --ramp 0.001")).is_ok()
+        );
+        assert!(parse(&format!("{echo} --duration 0.001 --warmup 0 --rate 0.001 --ramp 1e9")).is_ok());
+        assert!(parse(&format!("{echo} --duration 31536000.001")).is_err());
+        assert!(parse("stress-client connect --target 127.0.0.1:1 --hold 31536000").is_ok());
+        assert!(parse("stress-client connect --target 127.0.0.1:1 --hold 0").is_ok());
+        assert!(parse("stress-client churn --target 127.0.0.1:1 --duration 31536000").is_ok());
     }
 }

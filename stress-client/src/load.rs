@@ -5,6 +5,7 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::EXIT_SHORTFALL;
 use crate::cli::{ChurnArgs, ConnectArgs, DEFAULT_CONNECTIONS, EchoArgs, LoadArgs};
 use crate::diagnose;
 use crate::driver::{Plan, Work};
@@ -12,41 +13,51 @@ use crate::environment::Environment;
 use crate::loops::Combined;
 use crate::progress::{Progress, Ticker};
 use crate::report::{Client, Report};
+use crate::shortfall::shortfall;
 use crate::usage::Usage;
 
+/// A finished load run.
+#[derive(Debug)]
+pub struct Finished {
+    /// What it found.
+    pub report: Report,
+    /// Fewer connections were made than asked for, and neither `--allow-errors` nor `--until-failure`
+    /// said that was expected: the run exits with [`EXIT_SHORTFALL`].
+    pub fell_short: bool,
+}
+
 /// `echo`.
-pub fn echo(args: &EchoArgs) -> io::Result<Report> {
+pub fn echo(args: &EchoArgs) -> io::Result<Finished> {
     let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
     let work = Work::Echo {
         size: args.size,
         pipeline: u64::from(args.pipeline),
         rate: args.rate,
-        warmup: Duration::from_secs_f64(args.warmup),
-        duration: Duration::from_secs_f64(args.duration),
+        warmup: args.warmup,
+        duration: args.duration,
     };
     run("echo", &args.load, connections, work, args.rate)
 }
 
 /// `connect`.
-pub fn connect(args: &ConnectArgs) -> io::Result<Report> {
-    let default = if args.until_failure { 1_000_000 } else { DEFAULT_CONNECTIONS };
-    let connections = args.load.connections.unwrap_or(default);
+pub fn connect(args: &ConnectArgs) -> io::Result<Finished> {
+    let connections = args.connections();
     let mut load = args.load.clone();
     if args.until_failure && load.ramp.is_none() {
         // Ramping is what lets the first failure be told from the rest.
         load.ramp = Some(2000.0);
     }
-    let work = Work::Hold { hold: Duration::from_secs_f64(args.hold), until_failure: args.until_failure };
+    let work = Work::Hold { hold: args.hold, until_failure: args.until_failure };
     run("connect", &load, connections, work, None)
 }
 
 /// `churn`.
-pub fn churn(args: &ChurnArgs) -> io::Result<Report> {
+pub fn churn(args: &ChurnArgs) -> io::Result<Finished> {
     if args.load.blocking {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "churn has no --blocking mode"));
     }
     let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
-    let work = Work::Churn { size: args.size, duration: Duration::from_secs_f64(args.duration) };
+    let work = Work::Churn { size: args.size, duration: args.duration };
     run("churn", &args.load, connections, work, None)
 }
 
@@ -56,11 +67,31 @@ fn run(
     connections: u64,
     work: Work,
     rate: Option<f64>,
-) -> io::Result<Report> {
-    if load.processes > 1 && connections > 1 {
+) -> io::Result<Finished> {
+    let mut report = if load.processes > 1 && connections > 1 {
         let reports = crate::processes::run(load, connections, rate)?;
-        return Report::merge(&reports).map_err(io::Error::other);
+        Report::merge(&reports).map_err(io::Error::other)?
+    } else {
+        measure(command, load, connections, &work, rate)?
+    };
+    if load.child_index.is_some() {
+        // The parent judges the merged report, so a child always writes its own, even one whose every
+        // connection failed.
+        return Ok(Finished { report, fell_short: false });
     }
+    check_established(&report, load)?;
+    let fell_short = judge(&mut report, load, &work);
+    Ok(Finished { report, fell_short })
+}
+
+/// Runs the load in this process and writes its report.
+fn measure(
+    command: &str,
+    load: &LoadArgs,
+    connections: u64,
+    work: &Work,
+    rate: Option<f64>,
+) -> io::Result<Report> {
     // Before: the machine, its limits, and the counters the run will be compared with.
     let environment = Environment::capture();
     let sources = load.source_ips.clone().map(|s| s.0).unwrap_or_default();
@@ -73,7 +104,7 @@ fn run(
     let listen_before = reactor::sys::listen_counters();
     let usage_before = Usage::now();
     // The run itself.
-    let combined = run_plans(load, connections, &work, &sources)?;
+    let combined = run_plans(load, connections, work, &sources)?;
     // After: the report, and what its errors mean.
     let usage = combined.usage.usage(&usage_before, &Usage::now());
     let explain = diagnose::Context {
@@ -97,7 +128,6 @@ fn run(
         .map(|s| s.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect())
         .unwrap_or_default();
     report.environment = environment;
-    check_established(&report, load)?;
     Ok(report)
 }
 
@@ -151,6 +181,26 @@ fn diagnose_report(report: &mut Report, explain: &diagnose::Context<'_>, combine
         ));
     }
     report.limit = combined.stopped_by.as_deref().map(|s| explain.limit(s, report.established));
+}
+
+/// Says in the warnings how the run fell short of the connections asked for, if it did; returns whether
+/// that fails the run.
+fn judge(report: &mut Report, load: &LoadArgs, work: &Work) -> bool {
+    // Ramping until connections fail is the point of --until-failure; `limit` says what stopped it.
+    if matches!(work, Work::Hold { until_failure: true, .. }) {
+        return false;
+    }
+    let Some(line) = shortfall(report) else { return false };
+    let (line, fails) = if load.allow_errors {
+        (format!("{line}; allowed by --allow-errors"), false)
+    } else if report.verify_failures > 0 {
+        // The verification failure decides the exit code (3), and may be why the run ended early.
+        (line, true)
+    } else {
+        (format!("{line}: exit code {EXIT_SHORTFALL}"), true)
+    };
+    report.warnings.push(line);
+    fails
 }
 
 /// A run in which no connection was established has nothing to report: that is an error.

@@ -4,7 +4,9 @@
 //! Results go to stdout (a readable summary, or one JSON object with `--json`); progress and warnings
 //! go to stderr. Exit codes: 0 the run completed; 1 it could not run (one line on stderr says why);
 //! 2 bad usage (from clap); 3 an echo did not match what was sent (mismatch, loss or reorder) — the
-//! report is still printed, and names the connection and byte offset.
+//! report is still printed, and names the connection and byte offset; 4 (`echo`, `connect`, `churn`)
+//! some connections could not be made, and neither `--allow-errors` nor `--until-failure` said that
+//! was expected — the report is printed, and a warning in it says how many and why.
 
 mod backlog;
 mod blocking;
@@ -15,9 +17,11 @@ mod environment;
 mod load;
 mod loops;
 mod message;
+mod pace;
 mod processes;
 mod progress;
 mod report;
+mod shortfall;
 mod source_ips;
 mod summary;
 mod tally;
@@ -32,6 +36,8 @@ use report::Report;
 
 /// Exit code of a run whose echoes did not match what was sent.
 const EXIT_VERIFY_FAILED: u8 = 3;
+/// Exit code of a run that could not make every connection it was asked for, unexpectedly.
+const EXIT_SHORTFALL: u8 = 4;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -51,22 +57,40 @@ fn check(cli: &Cli) {
     if let Command::Echo(args) = &cli.command
         && args.size * args.pipeline as usize > cli::MAX_IN_FLIGHT_BYTES
     {
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::ValueValidation,
-                format!(
-                    "--pipeline {} × --size {} is more than {} bytes in flight per connection",
-                    args.pipeline,
-                    args.size,
-                    cli::MAX_IN_FLIGHT_BYTES
-                ),
-            )
-            .exit();
+        usage_error(format!(
+            "--pipeline {} × --size {} is more than {} bytes in flight per connection",
+            args.pipeline,
+            args.size,
+            cli::MAX_IN_FLIGHT_BYTES
+        ));
+    }
+    // Each child process is given its part of the rates, and must accept it as its own option.
+    if let Some((load, connections, rate)) = cli.command.load()
+        && load.processes > 1
+        && connections > 1
+    {
+        for (flag, total) in [("--rate", rate), ("--ramp", load.ramp)] {
+            let Some(total) = total else { continue };
+            let part = processes::smallest_part(total, connections, load.processes);
+            if part < cli::MIN_RATE {
+                usage_error(format!(
+                    "{flag} {total} over {} processes leaves one of them {part} per second, below the \
+                     least accepted ({}): use fewer processes or a higher {flag}",
+                    load.processes,
+                    cli::MIN_RATE
+                ));
+            }
+        }
     }
 }
 
+/// Exits with clap's usage error (2), saying `why`.
+fn usage_error(why: String) -> ! {
+    Cli::command().error(clap::error::ErrorKind::ValueValidation, why).exit()
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (report, json) = match &cli.command {
+    let (finished, json) = match &cli.command {
         Command::Echo(args) => (load::echo(args)?, args.load.json),
         Command::Connect(args) => (load::connect(args)?, args.load.json),
         Command::Churn(args) => (load::churn(args)?, args.load.json),
@@ -80,7 +104,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     serde_json::from_str(&text).map_err(|e| format!("{}: not a report: {e}", path.display()))
                 })
                 .collect::<Result<Vec<Report>, String>>()?;
-            (Report::merge(&reports)?, args.json)
+            // Each report already says, in its warnings, whether its run fell short.
+            (load::Finished { report: Report::merge(&reports)?, fell_short: false }, args.json)
         }
         Command::Backlog(args) => {
             let report = backlog::run(args)?;
@@ -101,8 +126,14 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    print(&report, json, Report::summary)?;
-    Ok(if report.verify_failures > 0 { ExitCode::from(EXIT_VERIFY_FAILED) } else { ExitCode::SUCCESS })
+    print(&finished.report, json, Report::summary)?;
+    Ok(if finished.report.verify_failures > 0 {
+        ExitCode::from(EXIT_VERIFY_FAILED)
+    } else if finished.fell_short {
+        ExitCode::from(EXIT_SHORTFALL)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print<T: serde::Serialize>(report: &T, json: bool, summary: fn(&T) -> String) -> serde_json::Result<()> {

@@ -39,6 +39,19 @@ fn share(total: u64, parts: u64, index: u64) -> u64 {
     total / parts + u64::from(index < total % parts)
 }
 
+/// `total` (a rate) in the proportion of `n` of `connections`: what a child with `n` connections is
+/// given.
+fn part_of(total: f64, n: u64, connections: u64) -> f64 {
+    total * (n as f64 / connections as f64)
+}
+
+/// The smallest part of `total` (a rate) any of the children of a run over `processes` processes gets:
+/// each child parses its part as it would `--rate` or `--ramp`, so this must be a value they accept.
+pub fn smallest_part(total: f64, connections: u64, processes: u32) -> f64 {
+    let parts = u64::from(processes).min(connections).max(1);
+    part_of(total, share(connections, parts, parts - 1), connections)
+}
+
 /// Runs the children and returns their reports; fails if one of them produced no report.
 pub fn run(load: &LoadArgs, connections: u64, rate: Option<f64>) -> io::Result<Vec<Report>> {
     let parts = u64::from(load.processes).min(connections);
@@ -53,12 +66,11 @@ pub fn run(load: &LoadArgs, connections: u64, rate: Option<f64>) -> io::Result<V
         command.args(&base).arg("--json").stdin(Stdio::null()).stdout(Stdio::piped());
         command.args(["--connections", &n.to_string(), "--id-offset", &offset.to_string()]);
         command.args(["--child-index", &i.to_string()]);
-        let fraction = n as f64 / connections as f64;
         if let Some(rate) = rate {
-            command.args(["--rate", &(rate * fraction).to_string()]);
+            command.args(["--rate", &part_of(rate, n, connections).to_string()]);
         }
         if let Some(ramp) = load.ramp {
-            command.args(["--ramp", &(ramp * fraction).to_string()]);
+            command.args(["--ramp", &part_of(ramp, n, connections).to_string()]);
         }
         if !sources.is_empty() {
             // Each child its own addresses where there are enough; otherwise all of them.

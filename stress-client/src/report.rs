@@ -139,6 +139,9 @@ pub struct Report {
     pub conns_per_sec: f64,
     /// Failures by the kernel's error name ("EMFILE", "ECONNREFUSED", ...).
     pub errors: BTreeMap<String, u64>,
+    /// The connects among `errors`: connections that could not be made, by the kernel's name for why.
+    #[serde(default)]
+    pub connect_errors: BTreeMap<String, u64>,
     /// Connections the server closed or reset while the client still used them.
     pub closed_by_server: u64,
     /// Message latency (`churn`: connect + echo), µs.
@@ -159,7 +162,8 @@ pub struct Report {
     /// `--until-failure`: the limit that stopped the ramp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
-    /// Pre-flight warnings: limits below what the run asked for.
+    /// Pre-flight warnings (limits below what the run asked for), and connections that could not be
+    /// made.
     pub warnings: Vec<String>,
     /// The histograms behind `latency_us` and `connect_us`.
     pub histograms: Histograms,
@@ -180,6 +184,7 @@ impl Report {
         self.mb_per_sec = round3(per_sec(t.bytes_received as f64) / 1e6);
         self.conns_per_sec = round3(per_sec(t.cycles as f64));
         self.errors = t.errors.clone();
+        self.connect_errors = t.connect_errors.clone();
         self.closed_by_server = t.closed_by_server;
         self.failure = t.failure.clone();
         self.set_histograms(&t.latency, &t.connect);
@@ -214,12 +219,12 @@ impl Report {
         merged.conns_per_sec = sum_f(|r| r.conns_per_sec);
         merged.rate_requested = reports.iter().map(|r| r.rate_requested).sum();
         merged.errors = BTreeMap::new();
+        merged.connect_errors = BTreeMap::new();
         for r in reports {
             latency.add(tally::decode(&r.histograms.latency)?).map_err(|e| format!("{e:?}"))?;
             connect.add(tally::decode(&r.histograms.connect)?).map_err(|e| format!("{e:?}"))?;
-            for (name, count) in &r.errors {
-                *merged.errors.entry(name.clone()).or_default() += count;
-            }
+            tally::add_counts(&mut merged.errors, &r.errors);
+            tally::add_counts(&mut merged.connect_errors, &r.connect_errors);
             client.cpu_s += r.client.cpu_s;
             client.user_s += r.client.user_s;
             client.sys_s += r.client.sys_s;

@@ -69,6 +69,8 @@ pub struct Tally {
     pub verify_failures: u64,
     /// Failures by the kernel's error name.
     pub errors: BTreeMap<String, u64>,
+    /// The connects among `errors`: connections that could not be made.
+    pub connect_errors: BTreeMap<String, u64>,
     /// The first verification failure, in words.
     pub failure: Option<String>,
     /// Cycles completed (churn: connect, echo, close).
@@ -88,6 +90,7 @@ impl Default for Tally {
             closed_by_server: 0,
             verify_failures: 0,
             errors: BTreeMap::new(),
+            connect_errors: BTreeMap::new(),
             failure: None,
             cycles: 0,
         }
@@ -105,6 +108,12 @@ impl Tally {
     /// Counts one failure under the kernel's name for it.
     pub fn error(&mut self, name: &str) {
         *self.errors.entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// Counts a connection that could not be made, under the kernel's name for why.
+    pub fn connect_failed(&mut self, name: &str) {
+        self.error(name);
+        *self.connect_errors.entry(name.to_owned()).or_default() += 1;
     }
 
     /// Counts a verification failure, keeping the first one's words.
@@ -125,12 +134,18 @@ impl Tally {
         self.closed_by_server += other.closed_by_server;
         self.verify_failures += other.verify_failures;
         self.cycles += other.cycles;
-        for (name, count) in &other.errors {
-            *self.errors.entry(name.clone()).or_default() += count;
-        }
+        add_counts(&mut self.errors, &other.errors);
+        add_counts(&mut self.connect_errors, &other.connect_errors);
         if self.failure.is_none() {
             self.failure.clone_from(&other.failure);
         }
+    }
+}
+
+/// Adds counts by name.
+pub fn add_counts(to: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (name, count) in from {
+        *to.entry(name.clone()).or_default() += count;
     }
 }
 

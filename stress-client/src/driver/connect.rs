@@ -31,7 +31,7 @@ impl Driver {
     /// How many connections the ramp allows by `now` (unbounded without a ramp).
     fn ramp_target(&self, now: Instant) -> u64 {
         match self.plan.ramp {
-            Some(rate) => (now.duration_since(self.started).as_secs_f64() * rate) as u64 + 1,
+            Some(rate) => ((now.duration_since(self.started).as_secs_f64() * rate) as u64).saturating_add(1),
             None => u64::MAX,
         }
     }
@@ -94,7 +94,7 @@ impl Driver {
 
     /// Counts a failed connect by the kernel's `name` for it.
     pub(super) fn failed(&mut self, name: &str) {
-        self.tally.error(name);
+        self.tally.connect_failed(name);
         self.consecutive_failures += 1;
         self.last_failure = Some(name.to_owned());
     }

@@ -8,6 +8,7 @@ use reactor::Context;
 
 use super::{Driver, Phase, Slot, TAG_SEND, Work};
 use crate::message::Mismatch;
+use crate::pace;
 use crate::tally;
 
 impl Driver {
@@ -15,7 +16,7 @@ impl Driver {
     /// due (arming a timer for the next one).
     pub(super) fn send_due(&mut self, ctx: &mut Context<'_>, index: usize) {
         let Work::Echo { pipeline, rate, .. } = self.plan.work else { return };
-        let interval = rate.map(|r| Duration::from_secs_f64(self.plan.connections as f64 / r));
+        let interval = rate.map(|r| pace::interval(self.plan.connections, r));
         let slot = &mut self.slots[index];
         let (Some(conn), Some(opened_at)) = (slot.conn, slot.opened_at) else { return };
         while self.phase == Phase::Running && slot.stream.in_flight() < pipeline {
@@ -103,7 +104,8 @@ fn send_stamp(
     interval: Option<Duration>,
 ) -> Option<Instant> {
     let Some(interval) = interval else { return Some(Instant::now()) };
-    let due = opened_at + interval.mul_f64(slot.stream.next_send as f64);
+    // Too far to represent: not due within any run.
+    let due = pace::due(opened_at, interval, slot.stream.next_send)?;
     if due > ctx.now() {
         if !slot.send_timer {
             slot.send_timer = true;
