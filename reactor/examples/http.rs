@@ -13,8 +13,13 @@
 //!   than [`MAX_BODY`] with 413, anything unparseable with 400; each closes the connection. A client that
 //!   pipelines faster than it reads answers is paused once [`PAUSE_ABOVE`] bytes of responses wait, and
 //!   its remaining requests are answered as the responses drain.
+//! - **Strict framing.** Where two servers in a row could read the same bytes as different requests
+//!   (request smuggling), the request is refused with 400: a Content-Length that is not plain digits
+//!   or comes twice, a CR outside a CRLF or any other control byte but HTAB, padding other than SP and
+//!   HTAB, an HTTP/1.1 request without Host, or any request with two.
 //! - **Keep-alive.** HTTP/1.1 keeps the connection unless the request says `Connection: close`;
-//!   HTTP/1.0 closes it unless the request says `Connection: keep-alive`.
+//!   HTTP/1.0 closes it unless the request says `Connection: keep-alive`. A `close` anywhere in the
+//!   field wins.
 //!
 //! Every request gets `200 OK` with `Hello, world!` (HEAD: the same head, no body).
 //!
@@ -71,7 +76,7 @@ fn run(cli: &Cli) -> io::Result<()> {
 }
 
 /// One parsed request: how many bytes it took, and what its answer depends on.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     /// Bytes of head and body.
     pub len: usize,
@@ -94,6 +99,9 @@ pub enum Parsed {
     Refuse(&'static str),
 }
 
+/// The status line of a request refused as malformed.
+const BAD_REQUEST: &str = "400 Bad Request";
+
 /// Parses the request at the front of `buf`.
 pub fn parse(buf: &[u8]) -> Parsed {
     let window = &buf[..buf.len().min(MAX_HEAD)];
@@ -104,61 +112,140 @@ pub fn parse(buf: &[u8]) -> Parsed {
             Parsed::Partial
         };
     };
-    // The head with its last line's CRLF: every line ends in CRLF, and a bare LF is refused.
-    let Ok(head) = std::str::from_utf8(&buf[..end + 2]) else { return Parsed::Refuse("400 Bad Request") };
-    let mut lines = head.split_terminator('\n').map(|line| line.strip_suffix('\r'));
-    let Some(Some(request_line)) = lines.next() else { return Parsed::Refuse("400 Bad Request") };
-    let mut parts = request_line.split(' ');
+    // The head with its last line's CRLF: every line ends in CRLF.
+    match parse_head(&buf[..end + 2]) {
+        Ok(request) if buf.len() < request.len => Parsed::Partial,
+        Ok(request) => Parsed::Complete(request),
+        Err(status) => Parsed::Refuse(status),
+    }
+}
+
+/// Parses a request head (its lines with their CRLFs, without the blank line that ends it) into the
+/// request it starts, or the status to refuse it with. The rules are RFC 9112's, strictly: where two
+/// servers in a row could frame the same bytes differently, the request is refused.
+fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
+    let mut rest = head;
+    let request_line = take_line(&mut rest)?;
+    let mut parts = request_line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Parsed::Refuse("400 Bad Request");
+        return Err(BAD_REQUEST);
     };
     let http10 = match version {
-        "HTTP/1.1" => false,
-        "HTTP/1.0" => true,
-        _ => return Parsed::Refuse("400 Bad Request"),
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        _ => return Err(BAD_REQUEST),
     };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) || target.is_empty() {
-        return Parsed::Refuse("400 Bad Request");
+    if method.is_empty()
+        || !method.iter().all(u8::is_ascii_uppercase)
+        || target.is_empty()
+        || !target.iter().all(u8::is_ascii_graphic)
+    {
+        return Err(BAD_REQUEST);
     }
-    let mut keep_alive = !http10;
-    let mut body: Option<usize> = None;
-    for line in lines {
-        let Some((name, value)) = line.and_then(|l| l.split_once(':')) else {
-            return Parsed::Refuse("400 Bad Request");
-        };
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-            return Parsed::Refuse("400 Bad Request");
+    let (mut host, mut body, mut close, mut keep_alive) = (false, None, false, false);
+    while !rest.is_empty() {
+        let line = take_line(&mut rest)?;
+        let colon = line.iter().position(|&b| b == b':').ok_or(BAD_REQUEST)?;
+        let (name, value) = (&line[..colon], trim_whitespace(&line[colon + 1..]));
+        if name.is_empty() || !name.iter().all(|&b| TOKEN[b as usize]) {
+            return Err(BAD_REQUEST);
         }
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("connection") {
-            for option in value.split(',').map(str::trim) {
-                if option.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if option.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive = true;
-                }
+        if name.eq_ignore_ascii_case(b"host") {
+            // RFC 9112 §3.2: a second Host is as bad as none.
+            if host {
+                return Err(BAD_REQUEST);
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            match value.parse::<usize>() {
-                Ok(n) if body.is_none_or(|b| b == n) => body = Some(n),
-                _ => return Parsed::Refuse("400 Bad Request"),
+            host = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            // Any `close` ends the connection, whatever else is listed (RFC 9112 §9.6).
+            for option in value.split(|&b| b == b',').map(trim_whitespace) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parsed::Refuse("501 Not Implemented");
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            // A second length, even an equal one, is refused rather than trusted to match downstream.
+            if body.is_some() {
+                return Err(BAD_REQUEST);
+            }
+            body = Some(content_length(value).ok_or(BAD_REQUEST)?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Err("501 Not Implemented");
         }
+    }
+    if !host && !http10 {
+        return Err(BAD_REQUEST);
     }
     let body = body.unwrap_or(0);
     if body > MAX_BODY {
-        return Parsed::Refuse("413 Content Too Large");
+        return Err("413 Content Too Large");
     }
-    let len = end + 4 + body;
-    if buf.len() < len {
-        return Parsed::Partial;
-    }
-    Parsed::Complete(Request { len, head_only: method == "HEAD", keep_alive, http10 })
+    Ok(Request {
+        len: head.len() + 2 + body,
+        head_only: method == b"HEAD",
+        keep_alive: !close && (keep_alive || !http10),
+        http10,
+    })
 }
+
+/// Takes the first line off `rest`, without its CRLF. Refuses a CR that is not part of a CRLF (RFC
+/// 9112 §2.2), a bare LF, and every other control byte but HTAB; bytes above 0x7F (obs-text) pass.
+fn take_line<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
+    let mut from = 0;
+    loop {
+        let at = from + rest[from..].iter().position(|&b| b < 0x20 || b == 0x7f).ok_or(BAD_REQUEST)?;
+        match rest[at] {
+            b'\t' => from = at + 1,
+            b'\r' if rest.get(at + 1) == Some(&b'\n') => {
+                let line = &rest[..at];
+                *rest = &rest[at + 2..];
+                return Ok(line);
+            }
+            _ => return Err(BAD_REQUEST),
+        }
+    }
+}
+
+/// `value` without the optional whitespace around it: SP and HTAB only (RFC 9110 §5.6.3), not the
+/// vertical tabs, form feeds and Unicode spaces that `str::trim` would also take.
+fn trim_whitespace(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// A Content-Length value: one or more ASCII digits and nothing else (RFC 9110 §8.6), no sign, within
+/// `usize`.
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0usize, |n, &b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(usize::from(b - b'0')),
+        _ => None,
+    })
+}
+
+/// The bytes a field name may hold (RFC 9110 §5.6.2 `tchar`), as a table: a name is checked byte by
+/// byte on every request.
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric()
+            || matches!(
+                b as u8,
+                b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// The end of the request head (the index of its blank line's CRLF CRLF) within `buf`, if it is there.
 fn head_end(buf: &[u8]) -> Option<usize> {
