@@ -8,7 +8,9 @@
 //! What it shows:
 //! - **Parsing across partial reads.** A request may arrive in many reads, and one read may hold many
 //!   requests (pipelining). Each connection keeps the bytes of an unfinished request in its own buffer;
-//!   every complete request in it is answered, in order, and the rest waits for the next read.
+//!   every complete request in it is answered, in order, and the rest waits for the next read. It also
+//!   keeps how far it got ([`Progress`]): a head that arrives a byte at a time is searched once, not
+//!   once per byte, and a body that arrives in pieces does not have its head parsed again.
 //! - **Bounded buffers.** A request head larger than [`MAX_HEAD`] is refused with 431, a body larger
 //!   than [`MAX_BODY`] with 413, anything unparseable with 400; each closes the connection. A client that
 //!   pipelines faster than it reads answers is paused once [`PAUSE_ABOVE`] bytes of responses wait, and
@@ -102,22 +104,55 @@ pub enum Parsed {
 /// The status line of a request refused as malformed.
 const BAD_REQUEST: &str = "400 Bad Request";
 
+/// How far parsing the request at the front of a connection's buffer has come, kept between reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Bytes at the front already searched for the end of the head (which is not among them).
+    searched: usize,
+    /// The request whose head is parsed, while its body is still arriving.
+    waiting: Option<Request>,
+    /// Bytes searched for the end of a head, over every request parsed with this `Progress`: each byte
+    /// of a head should be searched once, however it arrives.
+    pub bytes_searched: u64,
+}
+
 /// Parses the request at the front of `buf`.
 pub fn parse(buf: &[u8]) -> Parsed {
-    let window = &buf[..buf.len().min(MAX_HEAD)];
-    let Some(end) = head_end(window) else {
-        return if buf.len() >= MAX_HEAD {
-            Parsed::Refuse("431 Request Header Fields Too Large")
-        } else {
-            Parsed::Partial
-        };
+    parse_resuming(buf, &mut Progress::default())
+}
+
+/// Parses the request at the front of `buf`, which starts with the bytes the last call with `progress`
+/// saw: only what arrived since is searched for the end of the head, and a body arriving in pieces
+/// does not have its head parsed again. A head arriving a byte at a time therefore costs its length,
+/// not its length squared. `progress` starts afresh after a complete or refused request.
+pub fn parse_resuming(buf: &[u8], progress: &mut Progress) -> Parsed {
+    let parsed = match progress.waiting {
+        Some(request) if buf.len() < request.len => return Parsed::Partial,
+        Some(request) => Parsed::Complete(request),
+        None => {
+            let window = &buf[..buf.len().min(MAX_HEAD)];
+            let from = progress.searched.min(window.len());
+            progress.bytes_searched += (window.len() - from) as u64;
+            match head_end(window, from) {
+                None if buf.len() >= MAX_HEAD => Parsed::Refuse("431 Request Header Fields Too Large"),
+                None => {
+                    progress.searched = window.len();
+                    return Parsed::Partial;
+                }
+                // The head with its last line's CRLF: every line ends in CRLF.
+                Some(end) => match parse_head(&buf[..end + 2]) {
+                    Ok(request) if buf.len() < request.len => {
+                        progress.waiting = Some(request);
+                        return Parsed::Partial;
+                    }
+                    Ok(request) => Parsed::Complete(request),
+                    Err(status) => Parsed::Refuse(status),
+                },
+            }
+        }
     };
-    // The head with its last line's CRLF: every line ends in CRLF.
-    match parse_head(&buf[..end + 2]) {
-        Ok(request) if buf.len() < request.len => Parsed::Partial,
-        Ok(request) => Parsed::Complete(request),
-        Err(status) => Parsed::Refuse(status),
-    }
+    (progress.searched, progress.waiting) = (0, None);
+    parsed
 }
 
 /// Parses a request head (its lines with their CRLFs, without the blank line that ends it) into the
@@ -247,10 +282,10 @@ const TOKEN: [bool; 256] = {
     table
 };
 
-/// The end of the request head (the index of its blank line's CRLF CRLF) within `buf`, if it is there.
-fn head_end(buf: &[u8]) -> Option<usize> {
+/// The end of the request head (the index of its blank line's CRLF CRLF) within `buf`, if it is there,
+/// searching from `from`: no LF before it ends the head.
+fn head_end(buf: &[u8], mut from: usize) -> Option<usize> {
     // Jump from LF to LF (a fast byte search) rather than comparing four bytes at every position.
-    let mut from = 0;
     while let Some(lf) = buf[from..].iter().position(|&b| b == b'\n') {
         let at = from + lf;
         if at >= 3 && &buf[at - 3..=at] == b"\r\n\r\n" {
@@ -299,6 +334,8 @@ enum Outcome {
 struct Pending {
     /// At most `MAX_HEAD + MAX_BODY` plus one read.
     buf: Vec<u8>,
+    /// How far the request at the front of `buf` has been parsed.
+    progress: Progress,
     /// Reading is paused until the responses drain.
     paused: bool,
 }
@@ -317,6 +354,8 @@ pub struct Hello {
     pub refused: u64,
     /// Times a connection was paused until its responses drained, for tests.
     pub pauses: u64,
+    /// Bytes searched for the end of a request head, for tests: about one per head byte received.
+    pub head_bytes_searched: u64,
 }
 
 impl Hello {
@@ -339,18 +378,26 @@ impl Hello {
     ) -> Outcome {
         if pending.buf.is_empty() {
             // The common case, a read that holds whole requests: answer them where they lie.
-            let (outcome, used) = self.answer(ctx, conn, data);
+            let (outcome, used) = self.answer(ctx, conn, data, &mut pending.progress);
             pending.buf.extend_from_slice(&data[used..]);
             return outcome;
         }
         pending.buf.extend_from_slice(data);
-        let (outcome, used) = self.answer(ctx, conn, &pending.buf);
+        let (outcome, used) = self.answer(ctx, conn, &pending.buf, &mut pending.progress);
         pending.buf.drain(..used);
         outcome
     }
 
     /// Answers every complete request at the front of `buf`; returns how many bytes they took.
-    fn answer(&mut self, ctx: &mut Context<'_>, conn: ConnId, buf: &[u8]) -> (Outcome, usize) {
+    /// `progress` is how far the request at the front of `buf` was parsed before, and is left saying
+    /// how far the partial one that remains was.
+    fn answer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        buf: &[u8],
+        progress: &mut Progress,
+    ) -> (Outcome, usize) {
         let mut used = 0;
         let outcome = loop {
             if self.out.len() >= BATCH && !self.flush(ctx, conn) {
@@ -359,7 +406,10 @@ impl Hello {
             if ctx.queued(conn).unwrap_or(0) > PAUSE_ABOVE {
                 break Outcome::Pause;
             }
-            match parse(&buf[used..]) {
+            let searched = progress.bytes_searched;
+            let parsed = parse_resuming(&buf[used..], progress);
+            self.head_bytes_searched += progress.bytes_searched - searched;
+            match parsed {
                 Parsed::Partial => break Outcome::Continue,
                 Parsed::Complete(request) => {
                     used += request.len;

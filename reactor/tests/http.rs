@@ -8,10 +8,10 @@ mod http;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Hello, MAX_HEAD, Parsed, parse};
-use reactor::Config;
+use reactor::{Config, EventLoop, ListenerOptions};
 use util::Server;
 
 /// A response as the client saw it.
@@ -350,4 +350,38 @@ fn the_server_closes_after_close_with_keep_alive() {
     assert!(client.at_eof(), "the server kept the connection after Connection: close, keep-alive");
     drop(client);
     assert_eq!(server.finish().answered, 1);
+}
+
+#[test]
+fn a_head_arriving_a_byte_at_a_time_is_searched_once() {
+    util::init();
+    // The loop runs on this thread, one turn per byte, so that every read holds exactly one byte.
+    let mut event_loop = EventLoop::new(Config::default(), Hello::default()).unwrap();
+    let (_, addr) = event_loop.listen(&ListenerOptions::new(util::any_local_address())).unwrap();
+    let mut client = Client::connect(addr);
+    let mut head = String::from("POST /slowly HTTP/1.1\r\nHost: test\r\n");
+    for i in 0..100 {
+        head.push_str(&format!("X-Filler-{i:03}: {}\r\n", "f".repeat(24)));
+    }
+    head.push_str("Content-Length: 1000\r\n\r\n");
+    let mut request = head.clone().into_bytes();
+    request.resize(head.len() + 1000, b'b');
+    for (sent, byte) in request.iter().enumerate() {
+        client.writer.write_all(std::slice::from_ref(byte)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while event_loop.context().stats().bytes_in <= sent as u64 {
+            assert!(Instant::now() < deadline, "byte {sent} did not reach the server");
+            event_loop.run_once(Some(Duration::from_millis(100))).unwrap();
+        }
+    }
+    assert_hello(&client.response(false));
+    let hello = event_loop.handler();
+    assert_eq!(hello.answered, 1);
+    // Searching the whole buffer again on every read costs about head² / 2 (over 5 million here).
+    assert!(
+        hello.head_bytes_searched <= head.len() as u64,
+        "{} bytes searched for the end of a {}-byte head",
+        hello.head_bytes_searched,
+        head.len()
+    );
 }

@@ -6,7 +6,7 @@
 #[path = "../examples/http.rs"]
 mod http;
 
-use http::{MAX_BODY, MAX_HEAD, Parsed, Request, parse};
+use http::{MAX_BODY, MAX_HEAD, Parsed, Progress, Request, parse, parse_resuming};
 use testkit::Rng;
 
 const PIECES: &[&[u8]] = &[
@@ -103,6 +103,49 @@ fn random_request_like_bytes_never_panic_or_overclaim() {
         for cut in (0..buf.len()).step_by(rng.between(1, 7)) {
             check(&buf[..cut], seed);
         }
+    }
+}
+
+#[test]
+fn parsing_as_bytes_arrive_agrees_with_parsing_from_scratch() {
+    for seed in 0..20_000u64 {
+        let mut rng = Rng::new(seed);
+        let mut buf = request_like(&mut rng);
+        if rng.between(0, 1) == 0 {
+            // A valid head, so that bodies arriving in pieces are covered too.
+            let body = rng.between(0, 300);
+            let mut request =
+                format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {body}\r\n\r\n").into_bytes();
+            request.resize(request.len() + body, b'b');
+            request.append(&mut buf);
+            buf = request;
+        }
+        // One request after another, each fed in growing prefixes as reads would deliver it.
+        let mut progress = Progress::default();
+        // Each byte searched at most once (a request's search may run into the next request's bytes).
+        let (mut start, mut cut, mut limit) = (0, 0, 0);
+        while cut < buf.len() {
+            cut = (cut + rng.between(1, 9)).min(buf.len());
+            let expected = parse(&buf[start..cut]);
+            assert_eq!(
+                parse_resuming(&buf[start..cut], &mut progress),
+                expected,
+                "seed {seed}: {start}..{cut}"
+            );
+            if expected != Parsed::Partial || cut == buf.len() {
+                limit += (cut - start).min(MAX_HEAD);
+            }
+            match expected {
+                Parsed::Partial => {}
+                Parsed::Complete(request) => (start, cut) = (start + request.len, start + request.len),
+                Parsed::Refuse(_) => break,
+            }
+        }
+        assert!(
+            progress.bytes_searched as usize <= limit,
+            "seed {seed}: {} bytes searched, at most {limit} expected",
+            progress.bytes_searched
+        );
     }
 }
 
