@@ -16,8 +16,9 @@
 //!   drains it is told how many it missed. (The other policy, disconnecting it, is one `ctx.close` away.)
 //!   The senders are never slowed down by the slowest reader.
 //!
-//! Prints `listening on HOST:PORT` as its first line. Exit codes: 1 when it cannot start or the loop
-//! fails, 2 for bad command-line input; it serves until killed.
+//! Prints `listening on HOST:PORT` as its first line. SIGINT or SIGTERM shuts it down gracefully:
+//! lines already queued are flushed (for at most 5 s) and every peer is disconnected. Exit codes: 0
+//! after that, 1 when it cannot start or the loop fails, 2 for bad command-line input.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -26,7 +27,15 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use reactor::{CloseReason, Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, Origin};
+use reactor::mio::event::Event;
+use reactor::{
+    CloseReason, Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, Origin, SourceId,
+};
+
+#[path = "support/shutdown.rs"]
+mod shutdown;
+
+use shutdown::ShutdownSignals;
 
 /// Longest line a peer may send, newline included.
 pub const MAX_LINE: usize = 4096;
@@ -57,10 +66,17 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> io::Result<()> {
     let mut event_loop = EventLoop::new(Config::default(), Chat::default())?;
     let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.listen))?;
+    // Before the listening line: whoever signals as soon as it is printed gets a graceful shutdown.
+    let signals = ShutdownSignals::register(&mut event_loop.context())?;
+    event_loop.handler_mut().signals = Some(signals);
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
     stdout.flush()?;
-    event_loop.run()
+    event_loop.run()?;
+    match event_loop.handler_mut().signals.take() {
+        Some(signals) => signals.deregister(&mut event_loop.context()),
+        None => Ok(()),
+    }
 }
 
 /// One participant.
@@ -95,6 +111,8 @@ pub struct Chat {
     message: Vec<u8>,
     /// Counters for logs and tests.
     pub stats: ChatStats,
+    /// SIGINT and SIGTERM, once `run` has registered them (never when a test drives the handler).
+    signals: Option<ShutdownSignals>,
 }
 
 impl Chat {
@@ -133,6 +151,12 @@ impl Chat {
 
 impl Handler for Chat {
     type Message = ();
+
+    fn on_source_ready(&mut self, ctx: &mut Context<'_>, source: SourceId, _: &Event) {
+        if let Some(signals) = &mut self.signals {
+            signals.on_ready(ctx, source);
+        }
+    }
 
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: Origin) {
         let name = ctx.peer_addr(conn).map_or_else(|_| conn.to_string(), |a| a.to_string());

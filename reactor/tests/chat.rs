@@ -145,3 +145,13 @@ fn a_line_longer_than_the_limit_disconnects_its_sender() {
     drop(peers);
     assert_eq!(server.finish().stats.too_long, 1);
 }
+
+#[test]
+fn sigterm_closes_connections_and_exits_0() {
+    let server = util::start_example("chat", &[]);
+    let mut peers = join_all(server.addr, 2);
+    let sender = peers[0].addr();
+    peers[0].writer.write_all(b"still here\n").unwrap();
+    assert_eq!(peers[1].line(), format!("{sender}: still here\n"));
+    util::sigterm_ends_cleanly(server, peers.into_iter().map(|p| p.writer).collect());
+}

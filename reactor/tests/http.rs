@@ -385,3 +385,14 @@ fn a_head_arriving_a_byte_at_a_time_is_searched_once() {
         head.len()
     );
 }
+
+#[test]
+fn sigterm_closes_connections_and_exits_0() {
+    let server = util::start_example("http", &[]);
+    let mut client = Client::connect(server.addr);
+    client.writer.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    assert_hello(&client.response(false));
+    // One descriptor for the connection, so that dropping it after EOF closes it.
+    drop(client.writer);
+    util::sigterm_ends_cleanly(server, vec![client.reader.into_inner()]);
+}
