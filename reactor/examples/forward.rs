@@ -16,8 +16,10 @@
 //! direction goes on, and the same the other way round. A reset or error on one side aborts the other; a
 //! refused or timed-out connect closes the client at once, with a log line naming the upstream.
 //!
-//! Prints `listening on HOST:PORT` as its first line. Exit codes: 0 never (it serves until killed),
-//! 1 when it cannot start or the loop fails, 2 for bad command-line input.
+//! Prints `listening on HOST:PORT` as its first line. SIGINT or SIGTERM shuts it down gracefully:
+//! what is queued for either side is flushed (for at most 5 s) and both connections of every session
+//! are closed. Exit codes: 0 after that, 1 when it cannot start or the loop fails, 2 for bad
+//! command-line input.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -27,11 +29,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use reactor::mio::event::Event;
 use reactor::{
     AfterEof, CloseReason, Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, Origin,
-    TimerId,
+    SourceId, TimerId,
 };
 use slab::Slab;
+
+#[path = "support/shutdown.rs"]
+mod shutdown;
+
+use shutdown::ShutdownSignals;
 
 /// Queued output on one side above which the forwarder stops reading from the other side. Below the
 /// loop's own high watermark minus one read, so the loop's back-pressure never has to step in.
@@ -69,11 +77,18 @@ fn run(cli: &Cli) -> io::Result<()> {
     let forwarder = Forwarder::new(cli.to, connect_timeout);
     let mut event_loop = EventLoop::new(Config::default(), forwarder)?;
     let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.listen))?;
+    // Before the listening line: whoever signals as soon as it is printed gets a graceful shutdown.
+    let signals = ShutdownSignals::register(&mut event_loop.context())?;
+    event_loop.handler_mut().signals = Some(signals);
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
     stdout.flush()?;
     log::info!("forwarding {addr} to {}", cli.to);
-    event_loop.run()
+    event_loop.run()?;
+    match event_loop.handler_mut().signals.take() {
+        Some(signals) => signals.deregister(&mut event_loop.context()),
+        None => Ok(()),
+    }
 }
 
 /// The two connections of a session. Arrays in a [`Session`] are indexed by side.
@@ -132,6 +147,8 @@ pub struct Forwarder {
     sides: HashMap<ConnId, (usize, Side)>,
     /// Counters for logs and tests.
     pub stats: ForwardStats,
+    /// SIGINT and SIGTERM, once `run` has registered them (never when a test drives the handler).
+    signals: Option<ShutdownSignals>,
 }
 
 impl Forwarder {
@@ -143,6 +160,7 @@ impl Forwarder {
             sessions: Slab::new(),
             sides: HashMap::new(),
             stats: ForwardStats::default(),
+            signals: None,
         }
     }
 
@@ -209,6 +227,12 @@ impl Forwarder {
 
 impl Handler for Forwarder {
     type Message = ();
+
+    fn on_source_ready(&mut self, ctx: &mut Context<'_>, source: SourceId, _: &Event) {
+        if let Some(signals) = &mut self.signals {
+            signals.on_ready(ctx, source);
+        }
+    }
 
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, origin: Origin) {
         match origin {

@@ -8,18 +8,26 @@
 //! What it shows:
 //! - **Parsing across partial reads.** A request may arrive in many reads, and one read may hold many
 //!   requests (pipelining). Each connection keeps the bytes of an unfinished request in its own buffer;
-//!   every complete request in it is answered, in order, and the rest waits for the next read.
+//!   every complete request in it is answered, in order, and the rest waits for the next read. It also
+//!   keeps how far it got ([`Progress`]): a head that arrives a byte at a time is searched once, not
+//!   once per byte, and a body that arrives in pieces does not have its head parsed again.
 //! - **Bounded buffers.** A request head larger than [`MAX_HEAD`] is refused with 431, a body larger
 //!   than [`MAX_BODY`] with 413, anything unparseable with 400; each closes the connection. A client that
 //!   pipelines faster than it reads answers is paused once [`PAUSE_ABOVE`] bytes of responses wait, and
 //!   its remaining requests are answered as the responses drain.
+//! - **Strict framing.** Where two servers in a row could read the same bytes as different requests
+//!   (request smuggling), the request is refused with 400: a Content-Length that is not plain digits
+//!   or comes twice, a CR outside a CRLF or any other control byte but HTAB, padding other than SP and
+//!   HTAB, an HTTP/1.1 request without Host, or any request with two.
 //! - **Keep-alive.** HTTP/1.1 keeps the connection unless the request says `Connection: close`;
-//!   HTTP/1.0 closes it unless the request says `Connection: keep-alive`.
+//!   HTTP/1.0 closes it unless the request says `Connection: keep-alive`. A `close` anywhere in the
+//!   field wins.
 //!
 //! Every request gets `200 OK` with `Hello, world!` (HEAD: the same head, no body).
 //!
-//! Prints `listening on HOST:PORT` as its first line. Exit codes: 1 when it cannot start or the loop
-//! fails, 2 for bad command-line input; it serves until killed.
+//! Prints `listening on HOST:PORT` as its first line. SIGINT or SIGTERM shuts it down gracefully:
+//! answers already queued are flushed (for at most 5 s) and every connection is closed. Exit codes: 0
+//! after that, 1 when it cannot start or the loop fails, 2 for bad command-line input.
 #![forbid(unsafe_code)]
 
 use std::io::{self, Write};
@@ -28,7 +36,15 @@ use std::process::ExitCode;
 use std::sync::LazyLock;
 
 use clap::Parser;
-use reactor::{CloseReason, Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, Origin};
+use reactor::mio::event::Event;
+use reactor::{
+    CloseReason, Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, Origin, SourceId,
+};
+
+#[path = "support/shutdown.rs"]
+mod shutdown;
+
+use shutdown::ShutdownSignals;
 
 /// Largest request head (request line and headers, up to the blank line) accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -64,14 +80,21 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> io::Result<()> {
     let mut event_loop = EventLoop::new(Config::default(), Hello::default())?;
     let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.listen).backlog(4096))?;
+    // Before the listening line: whoever signals as soon as it is printed gets a graceful shutdown.
+    let signals = ShutdownSignals::register(&mut event_loop.context())?;
+    event_loop.handler_mut().signals = Some(signals);
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
     stdout.flush()?;
-    event_loop.run()
+    event_loop.run()?;
+    match event_loop.handler_mut().signals.take() {
+        Some(signals) => signals.deregister(&mut event_loop.context()),
+        None => Ok(()),
+    }
 }
 
 /// One parsed request: how many bytes it took, and what its answer depends on.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     /// Bytes of head and body.
     pub len: usize,
@@ -94,76 +117,191 @@ pub enum Parsed {
     Refuse(&'static str),
 }
 
+/// The status line of a request refused as malformed.
+const BAD_REQUEST: &str = "400 Bad Request";
+
+/// How far parsing the request at the front of a connection's buffer has come, kept between reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Bytes at the front already searched for the end of the head (which is not among them).
+    searched: usize,
+    /// The request whose head is parsed, while its body is still arriving.
+    waiting: Option<Request>,
+    /// Bytes searched for the end of a head, over every request parsed with this `Progress`: each byte
+    /// of a head should be searched once, however it arrives.
+    pub bytes_searched: u64,
+}
+
 /// Parses the request at the front of `buf`.
 pub fn parse(buf: &[u8]) -> Parsed {
-    let window = &buf[..buf.len().min(MAX_HEAD)];
-    let Some(end) = head_end(window) else {
-        return if buf.len() >= MAX_HEAD {
-            Parsed::Refuse("431 Request Header Fields Too Large")
-        } else {
-            Parsed::Partial
-        };
+    parse_resuming(buf, &mut Progress::default())
+}
+
+/// Parses the request at the front of `buf`, which starts with the bytes the last call with `progress`
+/// saw: only what arrived since is searched for the end of the head, and a body arriving in pieces
+/// does not have its head parsed again. A head arriving a byte at a time therefore costs its length,
+/// not its length squared. `progress` starts afresh after a complete or refused request.
+pub fn parse_resuming(buf: &[u8], progress: &mut Progress) -> Parsed {
+    let parsed = match progress.waiting {
+        Some(request) if buf.len() < request.len => return Parsed::Partial,
+        Some(request) => Parsed::Complete(request),
+        None => {
+            let window = &buf[..buf.len().min(MAX_HEAD)];
+            let from = progress.searched.min(window.len());
+            progress.bytes_searched += (window.len() - from) as u64;
+            match head_end(window, from) {
+                None if buf.len() >= MAX_HEAD => Parsed::Refuse("431 Request Header Fields Too Large"),
+                None => {
+                    progress.searched = window.len();
+                    return Parsed::Partial;
+                }
+                // The head with its last line's CRLF: every line ends in CRLF.
+                Some(end) => match parse_head(&buf[..end + 2]) {
+                    Ok(request) if buf.len() < request.len => {
+                        progress.waiting = Some(request);
+                        return Parsed::Partial;
+                    }
+                    Ok(request) => Parsed::Complete(request),
+                    Err(status) => Parsed::Refuse(status),
+                },
+            }
+        }
     };
-    // The head with its last line's CRLF: every line ends in CRLF, and a bare LF is refused.
-    let Ok(head) = std::str::from_utf8(&buf[..end + 2]) else { return Parsed::Refuse("400 Bad Request") };
-    let mut lines = head.split_terminator('\n').map(|line| line.strip_suffix('\r'));
-    let Some(Some(request_line)) = lines.next() else { return Parsed::Refuse("400 Bad Request") };
-    let mut parts = request_line.split(' ');
+    (progress.searched, progress.waiting) = (0, None);
+    parsed
+}
+
+/// Parses a request head (its lines with their CRLFs, without the blank line that ends it) into the
+/// request it starts, or the status to refuse it with. The rules are RFC 9112's, strictly: where two
+/// servers in a row could frame the same bytes differently, the request is refused.
+fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
+    let mut rest = head;
+    let request_line = take_line(&mut rest)?;
+    let mut parts = request_line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Parsed::Refuse("400 Bad Request");
+        return Err(BAD_REQUEST);
     };
     let http10 = match version {
-        "HTTP/1.1" => false,
-        "HTTP/1.0" => true,
-        _ => return Parsed::Refuse("400 Bad Request"),
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        _ => return Err(BAD_REQUEST),
     };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) || target.is_empty() {
-        return Parsed::Refuse("400 Bad Request");
+    if method.is_empty()
+        || !method.iter().all(u8::is_ascii_uppercase)
+        || target.is_empty()
+        || !target.iter().all(u8::is_ascii_graphic)
+    {
+        return Err(BAD_REQUEST);
     }
-    let mut keep_alive = !http10;
-    let mut body: Option<usize> = None;
-    for line in lines {
-        let Some((name, value)) = line.and_then(|l| l.split_once(':')) else {
-            return Parsed::Refuse("400 Bad Request");
-        };
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-            return Parsed::Refuse("400 Bad Request");
+    let (mut host, mut body, mut close, mut keep_alive) = (false, None, false, false);
+    while !rest.is_empty() {
+        let line = take_line(&mut rest)?;
+        let colon = line.iter().position(|&b| b == b':').ok_or(BAD_REQUEST)?;
+        let (name, value) = (&line[..colon], trim_whitespace(&line[colon + 1..]));
+        if name.is_empty() || !name.iter().all(|&b| TOKEN[b as usize]) {
+            return Err(BAD_REQUEST);
         }
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("connection") {
-            for option in value.split(',').map(str::trim) {
-                if option.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if option.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive = true;
-                }
+        if name.eq_ignore_ascii_case(b"host") {
+            // RFC 9112 §3.2: a second Host is as bad as none.
+            if host {
+                return Err(BAD_REQUEST);
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            match value.parse::<usize>() {
-                Ok(n) if body.is_none_or(|b| b == n) => body = Some(n),
-                _ => return Parsed::Refuse("400 Bad Request"),
+            host = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            // Any `close` ends the connection, whatever else is listed (RFC 9112 §9.6).
+            for option in value.split(|&b| b == b',').map(trim_whitespace) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parsed::Refuse("501 Not Implemented");
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            // A second length, even an equal one, is refused rather than trusted to match downstream.
+            if body.is_some() {
+                return Err(BAD_REQUEST);
+            }
+            body = Some(content_length(value).ok_or(BAD_REQUEST)?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Err("501 Not Implemented");
         }
+    }
+    if !host && !http10 {
+        return Err(BAD_REQUEST);
     }
     let body = body.unwrap_or(0);
     if body > MAX_BODY {
-        return Parsed::Refuse("413 Content Too Large");
+        return Err("413 Content Too Large");
     }
-    let len = end + 4 + body;
-    if buf.len() < len {
-        return Parsed::Partial;
-    }
-    Parsed::Complete(Request { len, head_only: method == "HEAD", keep_alive, http10 })
+    Ok(Request {
+        len: head.len() + 2 + body,
+        head_only: method == b"HEAD",
+        keep_alive: !close && (keep_alive || !http10),
+        http10,
+    })
 }
 
-/// The end of the request head (the index of its blank line's CRLF CRLF) within `buf`, if it is there.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    // Jump from LF to LF (a fast byte search) rather than comparing four bytes at every position.
+/// Takes the first line off `rest`, without its CRLF. Refuses a CR that is not part of a CRLF (RFC
+/// 9112 §2.2), a bare LF, and every other control byte but HTAB; bytes above 0x7F (obs-text) pass.
+fn take_line<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
     let mut from = 0;
+    loop {
+        let at = from + rest[from..].iter().position(|&b| b < 0x20 || b == 0x7f).ok_or(BAD_REQUEST)?;
+        match rest[at] {
+            b'\t' => from = at + 1,
+            b'\r' if rest.get(at + 1) == Some(&b'\n') => {
+                let line = &rest[..at];
+                *rest = &rest[at + 2..];
+                return Ok(line);
+            }
+            _ => return Err(BAD_REQUEST),
+        }
+    }
+}
+
+/// `value` without the optional whitespace around it: SP and HTAB only (RFC 9110 §5.6.3), not the
+/// vertical tabs, form feeds and Unicode spaces that `str::trim` would also take.
+fn trim_whitespace(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// A Content-Length value: one or more ASCII digits and nothing else (RFC 9110 §8.6), no sign, within
+/// `usize`.
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0usize, |n, &b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(usize::from(b - b'0')),
+        _ => None,
+    })
+}
+
+/// The bytes a field name may hold (RFC 9110 §5.6.2 `tchar`), as a table: a name is checked byte by
+/// byte on every request.
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric()
+            || matches!(
+                b as u8,
+                b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// The end of the request head (the index of its blank line's CRLF CRLF) within `buf`, if it is there,
+/// searching from `from`: no LF before it ends the head.
+fn head_end(buf: &[u8], mut from: usize) -> Option<usize> {
+    // Jump from LF to LF (a fast byte search) rather than comparing four bytes at every position.
     while let Some(lf) = buf[from..].iter().position(|&b| b == b'\n') {
         let at = from + lf;
         if at >= 3 && &buf[at - 3..=at] == b"\r\n\r\n" {
@@ -212,6 +350,8 @@ enum Outcome {
 struct Pending {
     /// At most `MAX_HEAD + MAX_BODY` plus one read.
     buf: Vec<u8>,
+    /// How far the request at the front of `buf` has been parsed.
+    progress: Progress,
     /// Reading is paused until the responses drain.
     paused: bool,
 }
@@ -230,6 +370,10 @@ pub struct Hello {
     pub refused: u64,
     /// Times a connection was paused until its responses drained, for tests.
     pub pauses: u64,
+    /// Bytes searched for the end of a request head, for tests: about one per head byte received.
+    pub head_bytes_searched: u64,
+    /// SIGINT and SIGTERM, once `run` has registered them (never when a test drives the handler).
+    signals: Option<ShutdownSignals>,
 }
 
 impl Hello {
@@ -252,18 +396,26 @@ impl Hello {
     ) -> Outcome {
         if pending.buf.is_empty() {
             // The common case, a read that holds whole requests: answer them where they lie.
-            let (outcome, used) = self.answer(ctx, conn, data);
+            let (outcome, used) = self.answer(ctx, conn, data, &mut pending.progress);
             pending.buf.extend_from_slice(&data[used..]);
             return outcome;
         }
         pending.buf.extend_from_slice(data);
-        let (outcome, used) = self.answer(ctx, conn, &pending.buf);
+        let (outcome, used) = self.answer(ctx, conn, &pending.buf, &mut pending.progress);
         pending.buf.drain(..used);
         outcome
     }
 
     /// Answers every complete request at the front of `buf`; returns how many bytes they took.
-    fn answer(&mut self, ctx: &mut Context<'_>, conn: ConnId, buf: &[u8]) -> (Outcome, usize) {
+    /// `progress` is how far the request at the front of `buf` was parsed before, and is left saying
+    /// how far the partial one that remains was.
+    fn answer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        buf: &[u8],
+        progress: &mut Progress,
+    ) -> (Outcome, usize) {
         let mut used = 0;
         let outcome = loop {
             if self.out.len() >= BATCH && !self.flush(ctx, conn) {
@@ -272,7 +424,10 @@ impl Hello {
             if ctx.queued(conn).unwrap_or(0) > PAUSE_ABOVE {
                 break Outcome::Pause;
             }
-            match parse(&buf[used..]) {
+            let searched = progress.bytes_searched;
+            let parsed = parse_resuming(&buf[used..], progress);
+            self.head_bytes_searched += progress.bytes_searched - searched;
+            match parsed {
                 Parsed::Partial => break Outcome::Continue,
                 Parsed::Complete(request) => {
                     used += request.len;
@@ -308,6 +463,12 @@ impl Hello {
 
 impl Handler for Hello {
     type Message = ();
+
+    fn on_source_ready(&mut self, ctx: &mut Context<'_>, source: SourceId, _: &Event) {
+        if let Some(signals) = &mut self.signals {
+            signals.on_ready(ctx, source);
+        }
+    }
 
     fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId, _: Origin) {
         *self.pending(conn) = Pending::default();

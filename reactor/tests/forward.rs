@@ -149,3 +149,30 @@ fn a_slow_client_holds_back_the_upstream_instead_of_growing_memory() {
     let bound = PAUSE_ABOVE + Config::default().read_buffer;
     assert!(stats.max_queued <= bound, "queued {} B, bound {bound} B", stats.max_queued);
 }
+
+#[test]
+fn sigterm_closes_connections_and_exits_0() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap().to_string();
+    // Echoes one session until its EOF, which the forwarder's shutdown must bring.
+    let service = std::thread::spawn(move || {
+        let (mut stream, _) = upstream.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buffer = [0; 1024];
+        loop {
+            match stream.read(&mut buffer)? {
+                0 => return Ok::<_, std::io::Error>(()),
+                n => stream.write_all(&buffer[..n])?,
+            }
+        }
+    });
+    let server = util::start_example("forward", &["--to", &upstream_addr]);
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    client.write_all(b"ping").unwrap();
+    let mut pong = [0; 4];
+    client.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"ping");
+    util::sigterm_ends_cleanly(server, vec![client]);
+    service.join().unwrap().expect("the upstream saw EOF, not an error");
+}

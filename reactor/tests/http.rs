@@ -8,10 +8,10 @@ mod http;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Hello, MAX_HEAD, Parsed, parse};
-use reactor::Config;
+use reactor::{Config, EventLoop, ListenerOptions};
 use util::Server;
 
 /// A response as the client saw it.
@@ -105,7 +105,7 @@ fn keep_alive_serves_many_requests_on_one_connection() {
         assert_hello(&response);
         assert_eq!(response.header("connection"), None, "HTTP/1.1 keeps the connection by default");
     }
-    client.writer.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    client.writer.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
     let last = client.response(false);
     assert_hello(&last);
     assert_eq!(last.header("connection"), Some("close"));
@@ -125,7 +125,8 @@ fn pipelined_requests_are_answered_in_order() {
         let method = if i % 3 == 0 { "HEAD" } else { "GET" };
         burst.push_str(&format!("{method} /{i} HTTP/1.1\r\nHost: test\r\n\r\n"));
     }
-    burst.push_str("POST /last HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    burst
+        .push_str("POST /last HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
     // Written from another thread: all of it may not fit in the socket buffers before we read.
     let mut writer = client.writer.try_clone().unwrap();
     let sending = std::thread::spawn(move || writer.write_all(burst.as_bytes()));
@@ -146,12 +147,12 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn a_client_that_pipelines_without_reading_pauses_its_connection() {
-    // 120k tiny requests (2 MiB) ask for 9 MiB of responses: more than the server's socket send
+    // 120k tiny requests (3 MiB) ask for 9 MiB of responses: more than the server's socket send
     // buffer (4 MiB at most) and our small receive window can hold, so the server must pause.
     const REQUESTS: usize = 120_000;
     let server = Server::start(Config::default(), Hello::default());
     let mut client = Client::connect_small_window(server.addr);
-    let burst = "GET / HTTP/1.1\r\n\r\n".repeat(REQUESTS);
+    let burst = "GET / HTTP/1.1\r\nHost:t\r\n\r\n".repeat(REQUESTS);
     let mut writer = client.writer.try_clone().unwrap();
     // Nothing is read until every request is written (they wait in the kernel meanwhile), or until a
     // deadline, should the kernel not take them all while the server is paused.
@@ -186,13 +187,15 @@ fn a_request_split_into_one_byte_writes_is_answered_once() {
 #[test]
 fn malformed_requests_get_400_and_a_close() {
     let server = Server::start(Config::default(), Hello::default());
-    let cases: [&[u8]; 6] = [
+    let cases: [&[u8]; 8] = [
         b"GARBAGE\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\nX-Smuggled: y\r\n\r\n",
         b"GET / HTTP/2.7\r\n\r\n",
         b"GET / HTTP/1.1\r\nNoColonHere\r\n\r\n",
         b"GET / HTTP/1.1\r\nContent-Length: lots\r\n\r\n",
         b"get / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nUser-Agent: no host\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\rX-Smuggled: y\r\n\r\n",
     ];
     for case in cases {
         let mut client = Client::connect(server.addr);
@@ -203,7 +206,7 @@ fn malformed_requests_get_400_and_a_close() {
         assert!(client.at_eof());
     }
     let hello = server.finish();
-    assert_eq!((hello.answered, hello.refused), (0, 6));
+    assert_eq!((hello.answered, hello.refused), (0, 8));
 }
 
 #[test]
@@ -243,9 +246,153 @@ fn http10_closes_unless_asked_to_keep_alive() {
 
 #[test]
 fn the_parser_waits_for_the_whole_body() {
-    let request = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody";
+    let request = b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nbody";
     for cut in 0..request.len() {
         assert_eq!(parse(&request[..cut]), Parsed::Partial, "cut at {cut}");
     }
     assert!(matches!(parse(request), Parsed::Complete(r) if r.len == request.len() && r.keep_alive));
+}
+
+/// What `parse` makes of a whole request: `Ok` with the request, `Err` with the refusal's status code.
+fn outcome(request: &[u8]) -> Result<http::Request, u16> {
+    match parse(request) {
+        Parsed::Complete(r) => Ok(r),
+        Parsed::Refuse(status) => Err(status[..3].parse().unwrap()),
+        Parsed::Partial => panic!("{:?} is not a whole request", String::from_utf8_lossy(request)),
+    }
+}
+
+/// A request with `header` among a Host and a five-byte body.
+fn with_header(header: &str) -> Vec<u8> {
+    format!("POST / HTTP/1.1\r\nHost: test\r\n{header}\r\n\r\nhello").into_bytes()
+}
+
+#[test]
+fn content_length_is_digits_only() {
+    // RFC 9110 §8.6: Content-Length = 1*DIGIT. A sign, a base, a list or a non-ASCII digit is not a length.
+    for value in ["+5", "-5", "0x5", "5.0", "5 5", "5,5", "", "\u{0665}", "5e0"] {
+        let request = with_header(&format!("Content-Length: {value}"));
+        assert_eq!(outcome(&request).map(|r| r.len), Err(400), "Content-Length: {value:?}");
+    }
+    for value in ["5", "005", " 5", "5 ", "\t5\t"] {
+        let request = with_header(&format!("Content-Length:{value}"));
+        assert_eq!(outcome(&request).map(|r| r.len), Ok(request.len()), "Content-Length:{value:?}");
+    }
+}
+
+#[test]
+fn only_space_and_tab_pad_a_field_value() {
+    // RFC 9110 §5.5: optional whitespace is SP or HTAB; vertical tab, form feed and Unicode spaces are not.
+    for pad in ["\x0b", "\x0c", "\u{a0}", "\u{2003}", "\u{3000}"] {
+        for value in [format!("{pad}5"), format!("5{pad}")] {
+            let request = with_header(&format!("Content-Length: {value}"));
+            assert_eq!(outcome(&request).map(|r| r.len), Err(400), "Content-Length: {value:?}");
+        }
+    }
+}
+
+#[test]
+fn a_bare_cr_in_the_head_is_refused() {
+    // RFC 9112 §2.2: a CR not followed by LF is invalid; taken as a line end it would smuggle a header.
+    for header in ["X-A: a\rX-B: b", "X-A: a\r", "X-A:\r", "X\r-A: a"] {
+        assert_eq!(outcome(&with_header(header)).map(|r| r.len), Err(400), "{header:?}");
+    }
+    assert_eq!(outcome(b"GET /a\rb HTTP/1.1\r\nHost: test\r\n\r\n").map(|r| r.len), Err(400));
+}
+
+#[test]
+fn http11_needs_exactly_one_host() {
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request with two.
+    assert_eq!(outcome(b"GET / HTTP/1.1\r\n\r\n").map(|r| r.len), Err(400));
+    assert_eq!(outcome(b"GET / HTTP/1.1\r\nUser-Agent: t\r\n\r\n").map(|r| r.len), Err(400));
+    assert_eq!(outcome(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n").map(|r| r.len), Err(400));
+    assert_eq!(outcome(b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n").map(|r| r.len), Err(400));
+    // HTTP/1.0 may leave it out; an empty Host is a valid one.
+    assert!(outcome(b"GET / HTTP/1.0\r\n\r\n").is_ok());
+    assert!(outcome(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").is_ok());
+}
+
+#[test]
+fn close_wins_over_keep_alive() {
+    // RFC 9112 §9.6: a close option ends the connection, whatever else the field lists.
+    for (version, connection) in [
+        ("1.1", "Connection: close, keep-alive"),
+        ("1.1", "Connection: keep-alive,CLOSE"),
+        ("1.1", "Connection: keep-alive\r\nConnection: close"),
+        ("1.1", "Connection: close\r\nConnection: keep-alive"),
+        ("1.0", "Connection: close, keep-alive"),
+        ("1.0", "Connection: keep-alive \t, close"),
+    ] {
+        let request = format!("GET / HTTP/{version}\r\nHost: test\r\n{connection}\r\n\r\n");
+        let keep = outcome(request.as_bytes()).map(|r| r.keep_alive);
+        assert_eq!(keep, Ok(false), "{request:?}");
+    }
+    let request = b"GET / HTTP/1.0\r\nConnection: upgrade, Keep-Alive\r\n\r\n";
+    assert_eq!(outcome(request).map(|r| r.keep_alive), Ok(true));
+}
+
+#[test]
+fn a_second_content_length_is_refused() {
+    // Two lengths, equal or not, are how a request gets framed differently by two servers in a row.
+    for headers in ["Content-Length: 5\r\nContent-Length: 5", "Content-Length: 5\r\ncontent-length: 0"] {
+        assert_eq!(outcome(&with_header(headers)).map(|r| r.len), Err(400), "{headers:?}");
+    }
+}
+
+#[test]
+fn the_server_closes_after_close_with_keep_alive() {
+    let server = Server::start(Config::default(), Hello::default());
+    let mut client = Client::connect(server.addr);
+    client.writer.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close, keep-alive\r\n\r\n").unwrap();
+    let response = client.response(false);
+    assert_hello(&response);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.at_eof(), "the server kept the connection after Connection: close, keep-alive");
+    drop(client);
+    assert_eq!(server.finish().answered, 1);
+}
+
+#[test]
+fn a_head_arriving_a_byte_at_a_time_is_searched_once() {
+    util::init();
+    // The loop runs on this thread, one turn per byte, so that every read holds exactly one byte.
+    let mut event_loop = EventLoop::new(Config::default(), Hello::default()).unwrap();
+    let (_, addr) = event_loop.listen(&ListenerOptions::new(util::any_local_address())).unwrap();
+    let mut client = Client::connect(addr);
+    let mut head = String::from("POST /slowly HTTP/1.1\r\nHost: test\r\n");
+    for i in 0..100 {
+        head.push_str(&format!("X-Filler-{i:03}: {}\r\n", "f".repeat(24)));
+    }
+    head.push_str("Content-Length: 1000\r\n\r\n");
+    let mut request = head.clone().into_bytes();
+    request.resize(head.len() + 1000, b'b');
+    for (sent, byte) in request.iter().enumerate() {
+        client.writer.write_all(std::slice::from_ref(byte)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while event_loop.context().stats().bytes_in <= sent as u64 {
+            assert!(Instant::now() < deadline, "byte {sent} did not reach the server");
+            event_loop.run_once(Some(Duration::from_millis(100))).unwrap();
+        }
+    }
+    assert_hello(&client.response(false));
+    let hello = event_loop.handler();
+    assert_eq!(hello.answered, 1);
+    // Searching the whole buffer again on every read costs about head² / 2 (over 5 million here).
+    assert!(
+        hello.head_bytes_searched <= head.len() as u64,
+        "{} bytes searched for the end of a {}-byte head",
+        hello.head_bytes_searched,
+        head.len()
+    );
+}
+
+#[test]
+fn sigterm_closes_connections_and_exits_0() {
+    let server = util::start_example("http", &[]);
+    let mut client = Client::connect(server.addr);
+    client.writer.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    assert_hello(&client.response(false));
+    // One descriptor for the connection, so that dropping it after EOF closes it.
+    drop(client.writer);
+    util::sigterm_ends_cleanly(server, vec![client.reader.into_inner()]);
 }
