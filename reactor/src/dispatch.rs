@@ -411,6 +411,7 @@ impl<H: Handler> Inner<H> {
     /// turn, so a callback that re-arms a zero-length timer cannot trap the loop).
     pub(crate) fn fire_timers(&mut self) {
         let now = self.core.now;
+        self.core.timers.begin_phase();
         for _ in 0..self.core.timers.len() {
             let Some((timer, kind)) = self.core.timers.pop_expired(now) else { break };
             match kind {

@@ -52,6 +52,8 @@ struct Timer {
     deadline: Instant,
     kind: TimerKind,
     generation: u32,
+    /// The firing phase that was current when the timer was set.
+    phase: u64,
 }
 
 /// Timers ordered by deadline.
@@ -60,12 +62,15 @@ pub(crate) struct TimerQueue {
     timers: Slab<Timer>,
     heap: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     generations: Generations,
+    /// Counts firing phases, so that a timer set while its phase runs (a zero-delay timer re-armed from
+    /// its own callback) waits for the next one instead of firing again in the same turn.
+    phase: u64,
 }
 
 impl TimerQueue {
     pub(crate) fn insert(&mut self, deadline: Instant, kind: TimerKind) -> Key {
         let generation = self.generations.next();
-        let slot = self.timers.insert(Timer { deadline, kind, generation });
+        let slot = self.timers.insert(Timer { deadline, kind, generation, phase: self.phase });
         self.heap.push(Reverse((deadline, slot, generation)));
         self.compact_if_mostly_dead();
         Key { slot, generation }
@@ -88,11 +93,21 @@ impl TimerQueue {
         self.heap.peek().map(|Reverse((deadline, _, _))| *deadline)
     }
 
-    /// Takes the earliest timer whose deadline is at or before `now`.
+    /// Opens a firing phase: from now on, [`pop_expired`](Self::pop_expired) passes over the timers set
+    /// during it.
+    pub(crate) fn begin_phase(&mut self) {
+        self.phase += 1;
+    }
+
+    /// Takes the earliest timer whose deadline is at or before `now` and that was set before the current
+    /// firing phase began.
     pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<(Key, TimerKind)> {
         self.drop_dead_top();
         let Reverse((deadline, slot, generation)) = *self.heap.peek()?;
-        if deadline > now {
+        // A timer set during this phase has a deadline no earlier than `now`, so it sorts after every
+        // timer that is due: stopping at it leaves none of those behind but an exact tie, which then
+        // fires on the next turn.
+        if deadline > now || self.timers[slot].phase == self.phase {
             return None;
         }
         self.heap.pop();
@@ -140,12 +155,27 @@ mod tests {
         assert!(queue.cancel(cancelled));
         assert!(!queue.cancel(cancelled), "a timer cancels once");
         assert_eq!(queue.next_deadline(), Some(start + Duration::from_millis(20)));
+        queue.begin_phase();
         assert_eq!(queue.pop_expired(start + Duration::from_millis(15)), None);
         let fired: Vec<_> = std::iter::from_fn(|| queue.pop_expired(start + Duration::from_secs(1)))
             .map(|(_, kind)| kind)
             .collect();
         assert_eq!(fired, [TimerKind::User(2), TimerKind::User(3)]);
         assert!(!queue.cancel(late), "a fired timer cannot be cancelled");
+    }
+
+    #[test]
+    fn a_timer_set_while_timers_fire_waits_for_the_next_phase() {
+        let now = Instant::now();
+        let mut queue = TimerQueue::default();
+        queue.insert(now, TimerKind::User(1));
+        queue.insert(now + Duration::from_secs(60), TimerKind::User(2));
+        queue.begin_phase();
+        assert_eq!(queue.pop_expired(now).map(|t| t.1), Some(TimerKind::User(1)));
+        queue.insert(now, TimerKind::User(3));
+        assert_eq!(queue.pop_expired(now), None, "set during the phase: not due in it");
+        queue.begin_phase();
+        assert_eq!(queue.pop_expired(now).map(|t| t.1), Some(TimerKind::User(3)));
     }
 
     #[test]
@@ -175,6 +205,7 @@ mod tests {
         queue.cancel(first);
         let second = queue.insert(start + Duration::from_millis(5), TimerKind::User(2));
         assert_eq!(first.slot, second.slot);
+        queue.begin_phase();
         assert_eq!(queue.pop_expired(start), None, "the cancelled node must not fire as the new timer");
         assert_eq!(
             queue.pop_expired(start + Duration::from_millis(5)).map(|t| t.1),

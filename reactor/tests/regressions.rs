@@ -320,3 +320,51 @@ fn a_timer_of_duration_max_does_not_panic() {
     assert_eq!(event_loop.handler().fired, 1, "only the zero-length timer is due");
     assert!(event_loop.context().cancel_timer(never), "the far timer is still pending");
 }
+
+/// Re-arms a zero-delay timer from its own callback and counts how often it fires in each turn.
+#[derive(Debug, Default)]
+struct Rearm {
+    fired: u32,
+    most_in_one_turn: u32,
+    this_turn: (u64, u32),
+}
+
+impl Handler for Rearm {
+    type Message = ();
+
+    fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, _: &[u8]) -> Next {
+        Next::Continue
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, _: u64) {
+        let turn = ctx.stats().turns;
+        self.this_turn = if self.this_turn.0 == turn { (turn, self.this_turn.1 + 1) } else { (turn, 1) };
+        self.most_in_one_turn = self.most_in_one_turn.max(self.this_turn.1);
+        self.fired += 1;
+        if self.fired < 20 {
+            ctx.set_timer(Duration::ZERO, 0);
+        } else {
+            ctx.stop();
+        }
+    }
+}
+
+#[test]
+fn a_zero_delay_timer_rearmed_from_its_callback_fires_once_a_turn() {
+    util::init();
+    let mut event_loop = EventLoop::new(Config::default(), Rearm::default()).unwrap();
+    let mut ctx = event_loop.context();
+    // Timers far off, so that the firing phase has room for many rounds if nothing stops it.
+    for tag in 1..=50 {
+        ctx.set_timer(Duration::from_secs(3600), tag);
+    }
+    ctx.set_timer(Duration::ZERO, 0);
+    for _ in 0..1_000 {
+        if event_loop.run_once(Some(LIMIT)).unwrap() == Turn::Stopped {
+            break;
+        }
+    }
+    let rearm = event_loop.handler();
+    assert_eq!(rearm.fired, 20);
+    assert_eq!(rearm.most_in_one_turn, 1, "a timer set while timers fire waits for the next turn");
+}
