@@ -3,7 +3,7 @@
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{error, info};
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use reactor::{Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, UdpId};
 
 use crate::cli::Cli;
-use crate::served::{self, Event};
+use crate::served::{self, Event, SHUTDOWN_GRACE};
 
 /// Sends every byte back. Back-pressure keeps each connection's queue below the output cap, so a send
 /// is refused only when the connection is already closing.
@@ -102,7 +102,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
                 for handle in &handles {
                     handle.shutdown(cli.shutdown_timeout)?;
                 }
-                shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + Duration::from_secs(2));
+                shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + SHUTDOWN_GRACE);
             }
             Some(Event::Signal(_)) => {}
             Some(Event::Ended { index, result }) => {
@@ -117,7 +117,7 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
                     for handle in &handles {
                         handle.shutdown(cli.shutdown_timeout)?;
                     }
-                    shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + Duration::from_secs(2));
+                    shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + SHUTDOWN_GRACE);
                 }
             }
             None => {
