@@ -14,6 +14,7 @@ mod lifeline;
 mod port;
 mod served;
 mod signals;
+mod supervisor;
 mod workers;
 
 use std::process::ExitCode;
