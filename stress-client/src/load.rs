@@ -180,7 +180,7 @@ fn diagnose_report(report: &mut Report, explain: &diagnose::Context<'_>, combine
             report.closed_by_server
         ));
     }
-    report.limit = combined.stopped_by.as_deref().map(|s| explain.limit(s, report.established));
+    report.limit = combined.stopped_by.map(|kind| explain.limit(kind, report.established));
 }
 
 /// Says in the warnings how the run fell short of the connections asked for, if it did; returns whether

@@ -14,6 +14,7 @@ mod cli;
 mod diagnose;
 mod driver;
 mod environment;
+mod error_kind;
 mod load;
 mod loops;
 mod message;
