@@ -30,11 +30,11 @@ pub struct Finished {
 pub fn echo(args: &EchoArgs) -> io::Result<Finished> {
     let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
     let work = Work::Echo {
-        size: args.size,
+        size: args.run.size,
         pipeline: u64::from(args.pipeline),
         rate: args.rate,
         warmup: args.warmup,
-        duration: args.duration,
+        duration: args.run.duration,
     };
     run("echo", &args.load, connections, work, args.rate)
 }
@@ -57,7 +57,7 @@ pub fn churn(args: &ChurnArgs) -> io::Result<Finished> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "churn has no --blocking mode"));
     }
     let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
-    let work = Work::Churn { size: args.size, duration: args.duration };
+    let work = Work::Churn { size: args.run.size, duration: args.run.duration };
     run("churn", &args.load, connections, work, None)
 }
 
