@@ -1,17 +1,19 @@
-//! Reactor mode: the echo handler and the loops that run it, one per thread.
+//! Reactor mode: the echo handler, and the setup of the loops that run it, one per thread, before
+//! `supervisor` watches them.
 
 use std::error::Error;
-use std::process::ExitCode;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-use log::{error, info};
+use std::io;
 use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::mpsc::{self, Sender};
 
-use reactor::{Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, UdpId};
+use log::info;
+
+use reactor::{Config, ConnId, Context, EventLoop, Handle, Handler, ListenerOptions, Next, UdpId};
 
 use crate::cli::Cli;
 use crate::served::{self, Event};
+use crate::supervisor::Supervisor;
 
 /// Sends every byte back. Back-pressure keeps each connection's queue below the output cap, so a send
 /// is refused only when the connection is already closing.
@@ -37,6 +39,17 @@ impl Handler for Echo {
 
 /// Runs `--threads` loops until SIGINT/SIGTERM, then shuts them down gracefully.
 pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
+    // Signal handlers before the listening line: a script that signals as soon as it reads the line
+    // must get a graceful shutdown, not the default action, and the process is fully set up by then.
+    let (events, waiting) = mpsc::channel();
+    crate::signals::forward_to(events.clone())?;
+    let loops = open_loops(cli)?;
+    let handles = start(loops, &events)?;
+    Ok(Supervisor::new(handles, cli.shutdown_timeout, cli.stats).run(&waiting)?)
+}
+
+/// Creates the loops and their listeners (and the UDP socket), and prints the listening lines.
+fn open_loops(cli: &Cli) -> Result<Vec<EventLoop<Echo>>, Box<dyn Error>> {
     let threads = cli.threads as usize;
     let config = Config {
         max_connections: cli.max_conns().map_or(Config::default().max_connections, |m| m.div_ceil(threads)),
@@ -44,10 +57,6 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         raise_fd_limit: false,
         ..Config::default()
     };
-    // Signal handlers before the listening line: a script that signals as soon as it reads the line
-    // must get a graceful shutdown, not the default action, and the process is fully set up by then.
-    let (events, waiting) = mpsc::channel();
-    crate::signals::forward_to(events.clone())?;
     let reuse_port = threads > 1 || cli.worker_of.is_some();
     if reuse_port && cli.worker_of.is_none() {
         // A worker joins the group its supervisor checked; the others in it make the check fail.
@@ -71,8 +80,12 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         served::print_listening_udp(udp)?;
     }
     info!("{threads} event loop(s) on {addr}, backlog {}", cli.backlog);
+    Ok(loops)
+}
 
-    let handles: Vec<_> = loops.iter().map(EventLoop::handle).collect();
+/// Runs each loop on a thread of its own, which reports its end on `events`; returns their handles.
+pub fn start(loops: Vec<EventLoop<Echo>>, events: &Sender<Event>) -> io::Result<Vec<Handle<()>>> {
+    let handles = loops.iter().map(EventLoop::handle).collect();
     for (index, mut event_loop) in loops.into_iter().enumerate() {
         let events = events.clone();
         std::thread::Builder::new().name(format!("loop-{index}")).spawn(move || {
@@ -80,62 +93,5 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
             let _ = events.send(Event::Ended { index, result });
         })?;
     }
-
-    let stats_every = cli.stats;
-    let mut next_stats = stats_every.map(|every| Instant::now() + every);
-    let mut running = threads;
-    let mut failed = false;
-    let mut shutdown_deadline: Option<Instant> = None;
-    while running > 0 {
-        let wait = match (next_stats, shutdown_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .map(|at| at.saturating_duration_since(Instant::now()));
-        let event = match wait {
-            Some(wait) => waiting.recv_timeout(wait).ok(),
-            None => waiting.recv().ok(),
-        };
-        match event {
-            Some(Event::Signal(signal)) if shutdown_deadline.is_none() => {
-                info!("signal {signal}: shutting down, flushing for up to {:?}", cli.shutdown_timeout);
-                for handle in &handles {
-                    handle.shutdown(cli.shutdown_timeout)?;
-                }
-                shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + Duration::from_secs(2));
-            }
-            Some(Event::Signal(_)) => {}
-            Some(Event::Ended { index, result }) => {
-                running -= 1;
-                if let Err(e) = result {
-                    error!("event loop {index} failed: {e}");
-                    failed = true;
-                }
-                if shutdown_deadline.is_none() {
-                    // A loop ended without being asked to: take the others down too.
-                    failed = true;
-                    for handle in &handles {
-                        handle.shutdown(cli.shutdown_timeout)?;
-                    }
-                    shutdown_deadline = Some(Instant::now() + cli.shutdown_timeout + Duration::from_secs(2));
-                }
-            }
-            None => {
-                if shutdown_deadline.is_some_and(|d| Instant::now() >= d) {
-                    error!("{running} event loop(s) did not finish their shutdown in time");
-                    return Ok(ExitCode::FAILURE);
-                }
-                if let (Some(every), Some(at)) = (stats_every, next_stats)
-                    && Instant::now() >= at
-                {
-                    let total = served::total(handles.iter().map(|h| h.stats().snapshot()));
-                    info!("{}", served::describe(&total));
-                    next_stats = Some(at + every);
-                }
-            }
-        }
-    }
-    let total = served::total(handles.iter().map(|h| h.stats().snapshot()));
-    info!("stopped: {}", served::describe(&total));
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(handles)
 }

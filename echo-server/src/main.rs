@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 mod blocking;
+mod capacity;
 mod cli;
 mod echo;
 mod lifeline;
 mod port;
 mod served;
 mod signals;
+mod supervisor;
 mod workers;
 
 use std::process::ExitCode;
@@ -38,17 +40,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match reactor::sys::raise_fd_limit() {
         Ok((before, after)) => {
             log::info!("descriptor limit: {before} at start, {after} now");
-            // Each connection is a descriptor; a few go to the listener, the poller and stdio.
-            let room = after.soft.saturating_sub(16) * u64::from(cli.workers);
-            if let Some(max) = cli.max_conns
-                && max > room
-            {
-                log::warn!(
-                    "--max-conns {max} is above what the descriptor limit allows (~{room} with {} process(es)); \
-                     past that, accepts fail with EMFILE and back off: add --workers to go further",
-                    cli.workers
-                );
-            }
+            capacity::warn_if_short(&cli, after.soft);
         }
         Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
     }

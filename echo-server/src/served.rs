@@ -2,8 +2,15 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use reactor::{AcceptErrorKind, CloseKind, Counters};
+
+/// How long past `--shutdown-timeout` a loop thread or a worker process may take to end before it
+/// counts as stuck. The timeout bounds the flush only: after it, a loop still closes what is left and
+/// returns, and a worker still has to exit and be reaped. Two seconds covers that on a loaded machine,
+/// while a server that really hangs is still stopped (with a failure) soon after the timeout.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Something the main thread must react to.
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use signal_hook::iterator::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::Cli;
-use crate::served;
+use crate::served::{self, SHUTDOWN_GRACE};
 
 /// Starts the workers, prints the listening line once they all listen, forwards SIGINT/SIGTERM, and
 /// exits non-zero if any worker dies on its own.
@@ -34,7 +34,8 @@ pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
                 udp = udp.or(udp_addr);
             }
             Err(e) => {
-                stop_all(&mut workers, Duration::from_secs(2));
+                // No listening line yet, so nobody was told to connect: no flush to wait for, only the grace.
+                stop_all(&mut workers, SHUTDOWN_GRACE);
                 return Err(format!("cannot start worker {index}: {e}").into());
             }
         }
@@ -58,14 +59,14 @@ pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
                             worker.child.id()
                         );
                     }
-                    let clean = stop_all(&mut workers, cli.shutdown_timeout + Duration::from_secs(2));
+                    let clean = stop_all(&mut workers, cli.shutdown_timeout + SHUTDOWN_GRACE);
                     return Ok(if clean && status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
                 }
             }
             continue;
         }
         info!("signal {signal}: stopping {} workers", workers.len());
-        let clean = stop_all(&mut workers, cli.shutdown_timeout + Duration::from_secs(2));
+        let clean = stop_all(&mut workers, cli.shutdown_timeout + SHUTDOWN_GRACE);
         return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     Ok(ExitCode::FAILURE)

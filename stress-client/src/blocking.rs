@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::driver::{Plan, Work};
+use crate::error_kind::ErrorKind;
 use crate::loops::Combined;
 use crate::message::Stream;
 use crate::pace;
@@ -112,7 +113,7 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
         let mine = shared.clone();
         match thread::Builder::new().stack_size(STACK).spawn(move || connection(&mine, index)) {
             Ok(t) => threads.push(t),
-            Err(e) => lock(&shared.tally).connect_failed(reactor::errno_name(&e)),
+            Err(e) => lock(&shared.tally).connect_failed(ErrorKind::of(&e)),
         }
         combined.threads = combined.threads.max(crate::usage::threads());
         ticker.tick(progress);
@@ -172,17 +173,12 @@ fn connect(plan: &Plan, index: u64) -> io::Result<std::net::TcpStream> {
     Ok(socket.into())
 }
 
-/// The kernel's name for a connect error; socket2 reports its own timeout without an errno.
-fn error_name(e: &io::Error) -> &'static str {
-    if e.kind() == io::ErrorKind::TimedOut { "ETIMEDOUT" } else { reactor::errno_name(e) }
-}
-
 fn connection(shared: &Shared, index: u64) {
     let started = Instant::now();
     let mut stream = match connect(&shared.plan, index) {
         Ok(s) => s,
         Err(e) => {
-            lock(&shared.tally).connect_failed(error_name(&e));
+            lock(&shared.tally).connect_failed(ErrorKind::of(&e));
             shared.counters.errors.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -278,7 +274,7 @@ fn echo(
             let Some(stamp) = send_stamp(opened, times.interval, &messages) else { break };
             messages.next_message(&mut message);
             if let Err(e) = stream.write_all(&message) {
-                tally.error(reactor::errno_name(&e));
+                tally.error(ErrorKind::of(&e));
                 tally.closed_by_server += 1;
                 return lost(&messages, "the write failed");
             }
@@ -352,7 +348,7 @@ fn read_echo(
             ControlFlow::Break(lost(messages, &format!("not back within {ECHO_WAIT:?}")))
         }
         Err(e) => {
-            tally.error(reactor::errno_name(&e));
+            tally.error(ErrorKind::of(&e));
             tally.closed_by_server += 1;
             ControlFlow::Break(lost(messages, "the connection failed"))
         }

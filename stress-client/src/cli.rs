@@ -117,18 +117,27 @@ pub struct LoadArgs {
     pub child_index: Option<u32>,
 }
 
-/// `echo`.
+/// The size of the messages and the length of the run, which `echo` and `churn` share. The help is
+/// `echo`'s; [`ChurnArgs`] words it for its one message per connection.
 #[derive(Clone, Debug, Args)]
-pub struct EchoArgs {
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub load: LoadArgs,
+pub struct RunArgs {
     /// Bytes per message.
     #[arg(long, default_value_t = 64, value_parser = size)]
     pub size: usize,
     /// Seconds to run (warm-up included), 0.001 to 31536000 (one year).
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = run_seconds)]
     pub duration: Duration,
+}
+
+/// `echo`.
+#[derive(Clone, Debug, Args)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: RunArgs,
     /// Messages in flight per connection (1: ping-pong).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub pipeline: u32,
@@ -164,18 +173,17 @@ impl ConnectArgs {
     }
 }
 
-/// `churn`.
+/// `churn`: the shared flags, with help worded for its one message per connection.
 #[derive(Clone, Debug, Args)]
+#[command(mut_arg("size", |a| a.help("Bytes of the one message each connection echoes")))]
+#[command(mut_arg("duration", |a| a.help("Seconds to run, 0.001 to 31536000 (one year)")))]
 pub struct ChurnArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub load: LoadArgs,
-    /// Bytes of the one message each connection echoes.
-    #[arg(long, default_value_t = 64, value_parser = size)]
-    pub size: usize,
-    /// Seconds to run, 0.001 to 31536000 (one year).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = run_seconds)]
-    pub duration: Duration,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: RunArgs,
 }
 
 /// `backlog`.
@@ -266,6 +274,26 @@ mod tests {
         assert!(parse("stress-client echo --target 127.0.0.1:1 --size 99999999").is_err());
         assert!(parse("stress-client connect --target 127.0.0.1:1 --source-ips 1.2.3.4-1.2.3").is_err());
         assert!(parse("stress-client merge").is_err());
+    }
+
+    /// `echo` and `churn` share one group of flags; each still explains them in its own words.
+    #[test]
+    fn the_shared_flags_keep_each_command_s_help() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let help = |command: &str, flag: &str| {
+            let command = cli.find_subcommand(command).expect("a subcommand");
+            let arg = command.get_arguments().find(|a| a.get_id() == flag).expect("a flag");
+            arg.get_help().expect("help").to_string()
+        };
+        assert_eq!(help("echo", "size"), "Bytes per message");
+        assert_eq!(help("churn", "size"), "Bytes of the one message each connection echoes");
+        assert_eq!(
+            help("echo", "duration"),
+            "Seconds to run (warm-up included), 0.001 to 31536000 (one year)"
+        );
+        assert_eq!(help("churn", "duration"), "Seconds to run, 0.001 to 31536000 (one year)");
     }
 
     #[test]

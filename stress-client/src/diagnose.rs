@@ -1,10 +1,10 @@
 //! Turns error counts into what they mean on this machine: which limit, its value, what to do.
 
-use std::collections::BTreeMap;
-
+use nix::libc::{EADDRNOTAVAIL, EAGAIN, ECONNREFUSED, ECONNRESET, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPIPE};
 use reactor::sys::ListenCounters;
 
 use crate::environment::Environment;
+use crate::error_kind::{ErrorCounts, ErrorKind};
 
 /// What the run knew when it ended, for explaining its errors.
 #[derive(Debug)]
@@ -24,34 +24,36 @@ impl Context<'_> {
     }
 
     /// One sentence per kind of error seen.
-    pub fn explain(&self, errors: &BTreeMap<String, u64>) -> Vec<String> {
-        errors.iter().map(|(name, count)| format!("{name} ×{count}: {}", self.meaning(name))).collect()
+    pub fn explain(&self, errors: &ErrorCounts) -> Vec<String> {
+        errors.iter().map(|(&kind, count)| format!("{kind} ×{count}: {}", self.meaning(kind))).collect()
     }
 
-    /// What the error named `name` says about the limits.
-    pub fn meaning(&self, name: &str) -> String {
+    /// What an error of `kind` says about the limits.
+    pub fn meaning(&self, kind: ErrorKind) -> String {
         let env = self.env;
-        match name {
-            "EMFILE" => format!(
+        match kind {
+            ErrorKind::Errno(EMFILE) => format!(
                 "this process ran out of descriptors: RLIMIT_NOFILE soft {} / hard {}; use --processes to \
                  spread connections over more processes",
                 env.nofile_soft, env.nofile_hard
             ),
-            "ENFILE" => format!(
+            ErrorKind::Errno(ENFILE) => format!(
                 "the system ran out of descriptors: fs.file-max {}",
                 env.file_max.map_or("unknown".to_owned(), |v| v.to_string())
             ),
-            "EADDRNOTAVAIL" => format!(
+            ErrorKind::Errno(EADDRNOTAVAIL) => format!(
                 "ephemeral ports exhausted: ip_local_port_range {} gives {} ports per source address, and \
                  {} source address(es) were used; add more with --source-ips 127.0.0.1-127.0.0.N",
                 env.ip_local_port_range.map_or("unknown".to_owned(), |(l, h)| format!("{l}-{h}")),
                 env.ephemeral_ports().unwrap_or(0),
                 self.sources.max(1)
             ),
-            "ECONNREFUSED" => "nothing listens on the target (or its accept queue is full and \
-                               tcp_abort_on_overflow answers with a reset)"
-                .to_owned(),
-            "ETIMEDOUT" => match self.listen_rise() {
+            ErrorKind::Errno(ECONNREFUSED) => {
+                "nothing listens on the target (or its accept queue is full and tcp_abort_on_overflow \
+                 answers with a reset)"
+                    .to_owned()
+            }
+            ErrorKind::TimedOut => match self.listen_rise() {
                 Some((overflows, drops)) if overflows + drops > 0 => format!(
                     "SYNs went unanswered while ListenOverflows rose by {overflows} and ListenDrops by \
                      {drops}: the server's accept queue is full (somaxconn {})",
@@ -61,29 +63,37 @@ impl Context<'_> {
                       unreachable"
                     .to_owned(),
             },
-            "ECONNRESET" | "EPIPE" => "the server reset connections it had accepted".to_owned(),
-            "closed_by_server" => "the server closed connections it had accepted".to_owned(),
-            "ENOBUFS" | "ENOMEM" => "the kernel ran out of socket memory (net.ipv4.tcp_mem)".to_owned(),
-            "EAGAIN" => "the kernel had no free local port or request slot at that moment".to_owned(),
+            ErrorKind::Errno(ECONNRESET | EPIPE) => "the server reset connections it had accepted".to_owned(),
+            ErrorKind::ClosedByServer => "the server closed connections it had accepted".to_owned(),
+            ErrorKind::Errno(ENOBUFS | ENOMEM) => {
+                "the kernel ran out of socket memory (net.ipv4.tcp_mem)".to_owned()
+            }
+            ErrorKind::Errno(EAGAIN) => {
+                "the kernel had no free local port or request slot at that moment".to_owned()
+            }
             _ => "see errno(3)".to_owned(),
         }
     }
 
     /// For `--until-failure`: the limit behind the failure that stopped the ramp.
-    pub fn limit(&self, stopped_by: &str, established: u64) -> String {
+    pub fn limit(&self, stopped_by: ErrorKind, established: u64) -> String {
         let what = match stopped_by {
-            "EMFILE" => format!("this process's RLIMIT_NOFILE ({})", self.env.nofile_soft),
-            "ENFILE" => format!("the system's fs.file-max ({})", self.env.file_max.unwrap_or(0)),
-            "EADDRNOTAVAIL" => format!(
+            ErrorKind::Errno(EMFILE) => format!("this process's RLIMIT_NOFILE ({})", self.env.nofile_soft),
+            ErrorKind::Errno(ENFILE) => {
+                format!("the system's fs.file-max ({})", self.env.file_max.unwrap_or(0))
+            }
+            ErrorKind::Errno(EADDRNOTAVAIL) => format!(
                 "ephemeral ports ({} per source address × {} address(es))",
                 self.env.ephemeral_ports().unwrap_or(0),
                 self.sources.max(1)
             ),
-            "ETIMEDOUT" if self.listen_rise().is_some_and(|(o, d)| o + d > 0) => {
+            ErrorKind::TimedOut if self.listen_rise().is_some_and(|(o, d)| o + d > 0) => {
                 "the server's accept queue (SYNs dropped, ListenOverflows rising)".to_owned()
             }
-            "ETIMEDOUT" => "connect timeouts (SYNs unanswered)".to_owned(),
-            "closed_by_server" | "ECONNRESET" => "the server closing connections".to_owned(),
+            ErrorKind::TimedOut => "connect timeouts (SYNs unanswered)".to_owned(),
+            ErrorKind::ClosedByServer | ErrorKind::Errno(ECONNRESET) => {
+                "the server closing connections".to_owned()
+            }
             other => format!("{other} from the kernel"),
         };
         format!("{what}, after {established} connections: {}", self.meaning(stopped_by))

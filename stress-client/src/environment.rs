@@ -4,6 +4,11 @@
 use reactor::sys::{local_port_range, sysctl, sysctl_u64};
 use serde::{Deserialize, Serialize};
 
+/// Descriptors a client process holds besides its connections: stdio, and each loop's poller and
+/// waker. An allowance for the warning before a run, not a count: a run whose connections per process
+/// come closer than this to RLIMIT_NOFILE is told to expect EMFILE.
+const DESCRIPTOR_RESERVE: u64 = 16;
+
 /// Kernel, CPUs and the limits that decide how many connections fit.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
@@ -77,14 +82,14 @@ impl Environment {
     pub fn warnings(&self, connections: u64, sources: u64, processes: u64) -> Vec<String> {
         let mut warnings = Vec::new();
         let per_process = connections.div_ceil(processes.max(1));
-        // A few descriptors go to stdio, the poller and its waker.
-        if per_process + 16 > self.nofile_soft {
+        if per_process + DESCRIPTOR_RESERVE > self.nofile_soft {
             warnings.push(format!(
                 "{per_process} connections per process need more descriptors than RLIMIT_NOFILE allows \
                  (soft {}, hard {}): expect EMFILE; use --processes {} or more",
                 self.nofile_soft,
                 self.nofile_hard,
-                (connections + 16).div_ceil(self.nofile_hard.saturating_sub(16).max(1))
+                (connections + DESCRIPTOR_RESERVE)
+                    .div_ceil(self.nofile_hard.saturating_sub(DESCRIPTOR_RESERVE).max(1))
             ));
         }
         if let Some(ports) = self.ephemeral_ports()

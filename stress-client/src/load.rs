@@ -30,11 +30,11 @@ pub struct Finished {
 pub fn echo(args: &EchoArgs) -> io::Result<Finished> {
     let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
     let work = Work::Echo {
-        size: args.size,
+        size: args.run.size,
         pipeline: u64::from(args.pipeline),
         rate: args.rate,
         warmup: args.warmup,
-        duration: args.duration,
+        duration: args.run.duration,
     };
     run("echo", &args.load, connections, work, args.rate)
 }
@@ -57,7 +57,7 @@ pub fn churn(args: &ChurnArgs) -> io::Result<Finished> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "churn has no --blocking mode"));
     }
     let connections = args.load.connections.unwrap_or(DEFAULT_CONNECTIONS);
-    let work = Work::Churn { size: args.size, duration: args.duration };
+    let work = Work::Churn { size: args.run.size, duration: args.run.duration };
     run("churn", &args.load, connections, work, None)
 }
 
@@ -180,7 +180,7 @@ fn diagnose_report(report: &mut Report, explain: &diagnose::Context<'_>, combine
             report.closed_by_server
         ));
     }
-    report.limit = combined.stopped_by.as_deref().map(|s| explain.limit(s, report.established));
+    report.limit = combined.stopped_by.map(|kind| explain.limit(kind, report.established));
 }
 
 /// Says in the warnings how the run fell short of the connections asked for, if it did; returns whether

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reactor::{Config, EventLoop};
 
 use crate::driver::{Driver, Outcome, Plan};
+use crate::error_kind::ErrorKind;
 use crate::progress::{Progress, Ticker};
 use crate::tally::Tally;
 
@@ -19,7 +20,7 @@ pub struct Combined {
     /// The longest interval measured.
     pub measured: Duration,
     /// The first loop's reason to stop ramping (`--until-failure`).
-    pub stopped_by: Option<String>,
+    pub stopped_by: Option<ErrorKind>,
     /// Most threads the process had while the loops ran.
     pub threads: u64,
     /// The process's usage at the edges of the measured interval.

@@ -14,6 +14,7 @@ mod cli;
 mod diagnose;
 mod driver;
 mod environment;
+mod error_kind;
 mod load;
 mod loops;
 mod message;
@@ -55,12 +56,12 @@ fn main() -> ExitCode {
 /// Checks across options that clap cannot express; exits with clap's usage error (2).
 fn check(cli: &Cli) {
     if let Command::Echo(args) = &cli.command
-        && args.size * args.pipeline as usize > cli::MAX_IN_FLIGHT_BYTES
+        && args.run.size * args.pipeline as usize > cli::MAX_IN_FLIGHT_BYTES
     {
         usage_error(format!(
             "--pipeline {} × --size {} is more than {} bytes in flight per connection",
             args.pipeline,
-            args.size,
+            args.run.size,
             cli::MAX_IN_FLIGHT_BYTES
         ));
     }

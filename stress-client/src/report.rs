@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
+use crate::error_kind::ErrorCounts;
 use crate::tally::{self, Tally};
 use crate::usage::Usage;
 
@@ -137,11 +138,11 @@ pub struct Report {
     pub rate_requested: Option<f64>,
     /// Connect-echo-close cycles per second (`churn`).
     pub conns_per_sec: f64,
-    /// Failures by the kernel's error name ("EMFILE", "ECONNREFUSED", ...).
-    pub errors: BTreeMap<String, u64>,
-    /// The connects among `errors`: connections that could not be made, by the kernel's name for why.
+    /// Failures by kind, written as the kernel's error name ("EMFILE", "ECONNREFUSED", ...).
+    pub errors: ErrorCounts,
+    /// The connects among `errors`: connections that could not be made, by why.
     #[serde(default)]
-    pub connect_errors: BTreeMap<String, u64>,
+    pub connect_errors: ErrorCounts,
     /// Connections the server closed or reset while the client still used them.
     pub closed_by_server: u64,
     /// Message latency (`churn`: connect + echo), µs.
@@ -218,8 +219,8 @@ impl Report {
         merged.mb_per_sec = sum_f(|r| r.mb_per_sec);
         merged.conns_per_sec = sum_f(|r| r.conns_per_sec);
         merged.rate_requested = reports.iter().map(|r| r.rate_requested).sum();
-        merged.errors = BTreeMap::new();
-        merged.connect_errors = BTreeMap::new();
+        merged.errors = ErrorCounts::new();
+        merged.connect_errors = ErrorCounts::new();
         for r in reports {
             latency.add(tally::decode(&r.histograms.latency)?).map_err(|e| format!("{e:?}"))?;
             connect.add(tally::decode(&r.histograms.connect)?).map_err(|e| format!("{e:?}"))?;
@@ -259,6 +260,7 @@ fn round3(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error_kind::ErrorKind;
 
     fn report_over(samples: &[u64], seconds: f64) -> Report {
         let mut t = Tally::default();
@@ -269,7 +271,7 @@ mod tests {
             t.bytes_received += 64;
             t.bytes_sent += 64;
             t.established += 1;
-            t.error("ECONNREFUSED");
+            t.error(ErrorKind::Errno(nix::libc::ECONNREFUSED));
         }
         let mut r = Report {
             command: "echo".into(),

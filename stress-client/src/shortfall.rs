@@ -37,7 +37,7 @@ mod tests {
             command: command.to_owned(),
             connections_requested: requested,
             established,
-            connect_errors: errors.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
+            connect_errors: errors.iter().map(|&(k, v)| (k.parse().unwrap(), v)).collect(),
             ..Report::default()
         }
     }

@@ -1,10 +1,11 @@
 //! What a run counts while it runs: one `Tally` per loop or thread, added together at the end.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+
+use crate::error_kind::{ErrorCounts, ErrorKind};
 
 /// Longest latency a histogram keeps (one hour, in µs); longer ones are recorded as this.
 const HIGHEST_US: u64 = 3_600_000_000;
@@ -67,10 +68,10 @@ pub struct Tally {
     pub closed_by_server: u64,
     /// Echoes that did not match (mismatch, loss, reorder).
     pub verify_failures: u64,
-    /// Failures by the kernel's error name.
-    pub errors: BTreeMap<String, u64>,
+    /// Failures by kind.
+    pub errors: ErrorCounts,
     /// The connects among `errors`: connections that could not be made.
-    pub connect_errors: BTreeMap<String, u64>,
+    pub connect_errors: ErrorCounts,
     /// The first verification failure, in words.
     pub failure: Option<String>,
     /// Cycles completed (churn: connect, echo, close).
@@ -89,8 +90,8 @@ impl Default for Tally {
             peak_concurrent: 0,
             closed_by_server: 0,
             verify_failures: 0,
-            errors: BTreeMap::new(),
-            connect_errors: BTreeMap::new(),
+            errors: ErrorCounts::new(),
+            connect_errors: ErrorCounts::new(),
             failure: None,
             cycles: 0,
         }
@@ -105,15 +106,15 @@ impl Tally {
         Tally { latency: tiny(), connect: tiny(), ..Tally::default() }
     }
 
-    /// Counts one failure under the kernel's name for it.
-    pub fn error(&mut self, name: &str) {
-        *self.errors.entry(name.to_owned()).or_default() += 1;
+    /// Counts one failure.
+    pub fn error(&mut self, kind: ErrorKind) {
+        *self.errors.entry(kind).or_default() += 1;
     }
 
-    /// Counts a connection that could not be made, under the kernel's name for why.
-    pub fn connect_failed(&mut self, name: &str) {
-        self.error(name);
-        *self.connect_errors.entry(name.to_owned()).or_default() += 1;
+    /// Counts a connection that could not be made, and why.
+    pub fn connect_failed(&mut self, kind: ErrorKind) {
+        self.error(kind);
+        *self.connect_errors.entry(kind).or_default() += 1;
     }
 
     /// Counts a verification failure, keeping the first one's words.
@@ -142,10 +143,10 @@ impl Tally {
     }
 }
 
-/// Adds counts by name.
-pub fn add_counts(to: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
-    for (name, count) in from {
-        *to.entry(name.clone()).or_default() += count;
+/// Adds counts by kind.
+pub fn add_counts(to: &mut ErrorCounts, from: &ErrorCounts) {
+    for (&kind, count) in from {
+        *to.entry(kind).or_default() += count;
     }
 }
 

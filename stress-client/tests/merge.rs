@@ -47,3 +47,15 @@ fn merge_refuses_what_is_not_a_report() {
     assert!(out.stderr.contains("not a report"), "{}", out.stderr);
     std::fs::remove_file(&path).unwrap();
 }
+
+/// The report format is a contract with scripts and with reports already on disk. This one was written
+/// by an earlier build (a merge of one report, so merging it again changes nothing); merged alone it
+/// must come back byte for byte: same keys, same order, same error names.
+#[test]
+fn a_saved_report_merges_back_byte_for_byte() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/report.json");
+    let saved = std::fs::read_to_string(path).unwrap();
+    let out = run(&format!("merge {path} --json"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, saved);
+}

@@ -1,9 +1,11 @@
 //! The end of a connection: freeing its slot, and naming why it ended — a failed or timed-out connect,
 //! or the server closing or resetting a connection we still used.
 
+use nix::libc::ECONNRESET;
 use reactor::{CloseReason, ConnId, Context};
 
 use super::{Driver, Phase};
+use crate::error_kind::ErrorKind;
 
 impl Driver {
     /// The server sent EOF on `conn`: unless we are closing anyway, the server closed it on us.
@@ -40,8 +42,8 @@ impl Driver {
         let timed_out = self.slots[index].timed_out;
         let failed = matches!(reason, CloseReason::ConnectFailed(_)) || timed_out;
         match reason {
-            CloseReason::ConnectFailed(e) => self.failed(reactor::errno_name(e)),
-            CloseReason::Aborted if timed_out => self.failed("ETIMEDOUT"),
+            CloseReason::ConnectFailed(e) => self.failed(ErrorKind::of(e)),
+            CloseReason::Aborted if timed_out => self.failed(ErrorKind::TimedOut),
             CloseReason::Reset | CloseReason::Error(_) if ours && self.phase != Phase::Closing => {
                 self.server_reset(index, reason)
             }
@@ -52,11 +54,11 @@ impl Driver {
 
     /// The server reset (or the kernel failed) a connection we still used.
     fn server_reset(&mut self, index: usize, reason: &CloseReason) {
-        let name = match reason {
-            CloseReason::Error(e) => reactor::errno_name(e),
-            _ => "ECONNRESET",
+        let kind = match reason {
+            CloseReason::Error(e) => ErrorKind::of(e),
+            _ => ErrorKind::Errno(ECONNRESET),
         };
-        self.tally.error(name);
+        self.tally.error(kind);
         self.tally.closed_by_server += 1;
         if self.slots[index].stream.outstanding() > 0 {
             self.lost(index, "the server reset the connection");

@@ -7,6 +7,7 @@ use std::time::Instant;
 use reactor::{ConnectOptions, Context};
 
 use super::{Driver, Phase, Slot, TAG_CONNECT, Work};
+use crate::error_kind::ErrorKind;
 use crate::tally;
 
 /// Consecutive failed connects that count as a sustained failure for `--until-failure`.
@@ -53,7 +54,7 @@ impl Driver {
             Err(e) => {
                 // Churn tries the slot again on the next tick rather than spinning on an error.
                 slot.retry = matches!(self.plan.work, Work::Churn { .. });
-                self.failed(reactor::errno_name(&e));
+                self.failed(ErrorKind::of(&e));
             }
         }
     }
@@ -92,11 +93,11 @@ impl Driver {
         }
     }
 
-    /// Counts a failed connect by the kernel's `name` for it.
-    pub(super) fn failed(&mut self, name: &str) {
-        self.tally.connect_failed(name);
+    /// Counts a failed connect, and why it failed.
+    pub(super) fn failed(&mut self, kind: ErrorKind) {
+        self.tally.connect_failed(kind);
         self.consecutive_failures += 1;
-        self.last_failure = Some(name.to_owned());
+        self.last_failure = Some(kind);
     }
 
     /// `--until-failure`: stops the ramp once connects keep failing or the server keeps closing.
@@ -105,9 +106,9 @@ impl Driver {
             && self.stopped_by.is_none()
         {
             if self.consecutive_failures >= SUSTAINED {
-                self.stopped_by = self.last_failure.clone();
+                self.stopped_by = self.last_failure;
             } else if self.tally.closed_by_server >= SUSTAINED {
-                self.stopped_by = Some("closed_by_server".to_owned());
+                self.stopped_by = Some(ErrorKind::ClosedByServer);
             }
         }
     }

@@ -1,7 +1,6 @@
 //! The load itself, as a reactor [`Handler`](reactor::Handler): opens connections (ramped, bound
 //! round-robin to source addresses, each bounded by a connect timeout), drives echo messages
-//! closed-loop or at a fixed rate, verifies every echoed byte, and counts every failure by the kernel's
-//! name for it.
+//! closed-loop or at a fixed rate, verifies every echoed byte, and counts every failure by its kind.
 //!
 //! The [`Driver`] is one type; its methods are spread over modules by job: `connect` opens and ramps,
 //! `close` names why a connection ended, `conn_map` finds the slot a connection fills, `echo` schedules and verifies echoes, `churn` runs
@@ -24,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use reactor::Context;
 
+use crate::error_kind::ErrorKind;
 use crate::progress::Counters;
 use crate::tally::Tally;
 use crate::usage::Window;
@@ -71,8 +71,8 @@ pub struct Driver {
     measure_to: Option<Instant>,
     usage: Window,
     consecutive_failures: u64,
-    last_failure: Option<String>,
-    stopped_by: Option<String>,
+    last_failure: Option<ErrorKind>,
+    stopped_by: Option<ErrorKind>,
     hold_armed: bool,
     message: Vec<u8>,
 }

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::error_kind::ErrorKind;
 use crate::tally::Tally;
 
 /// What each connection does once open.
@@ -64,8 +65,8 @@ pub struct Outcome {
     pub tally: Tally,
     /// The interval the statistics cover.
     pub measured: Duration,
-    /// For `--until-failure`: the kernel's name for the failure that stopped the ramp.
-    pub stopped_by: Option<String>,
+    /// For `--until-failure`: the failure that stopped the ramp.
+    pub stopped_by: Option<ErrorKind>,
     /// The process's usage where the measured interval began and ended.
     pub usage: crate::usage::Window,
 }
