@@ -112,7 +112,7 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
         let mine = shared.clone();
         match thread::Builder::new().stack_size(STACK).spawn(move || connection(&mine, index)) {
             Ok(t) => threads.push(t),
-            Err(e) => lock(&shared.tally).connect_failed(reactor::errno_name(&e)),
+            Err(e) => lock(&shared.tally).connect_failed(hostinfo::errno_name(&e)),
         }
         combined.threads = combined.threads.max(crate::usage::threads());
         ticker.tick(progress);
@@ -174,7 +174,7 @@ fn connect(plan: &Plan, index: u64) -> io::Result<std::net::TcpStream> {
 
 /// The kernel's name for a connect error; socket2 reports its own timeout without an errno.
 fn error_name(e: &io::Error) -> &'static str {
-    if e.kind() == io::ErrorKind::TimedOut { "ETIMEDOUT" } else { reactor::errno_name(e) }
+    if e.kind() == io::ErrorKind::TimedOut { "ETIMEDOUT" } else { hostinfo::errno_name(e) }
 }
 
 fn connection(shared: &Shared, index: u64) {
@@ -278,7 +278,7 @@ fn echo(
             let Some(stamp) = send_stamp(opened, times.interval, &messages) else { break };
             messages.next_message(&mut message);
             if let Err(e) = stream.write_all(&message) {
-                tally.error(reactor::errno_name(&e));
+                tally.error(hostinfo::errno_name(&e));
                 tally.closed_by_server += 1;
                 return lost(&messages, "the write failed");
             }
@@ -352,7 +352,7 @@ fn read_echo(
             ControlFlow::Break(lost(messages, &format!("not back within {ECHO_WAIT:?}")))
         }
         Err(e) => {
-            tally.error(reactor::errno_name(&e));
+            tally.error(hostinfo::errno_name(&e));
             tally.closed_by_server += 1;
             ControlFlow::Break(lost(messages, "the connection failed"))
         }

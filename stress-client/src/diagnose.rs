@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use reactor::sys::ListenCounters;
+use hostinfo::ListenCounters;
 
 use crate::environment::Environment;
 

@@ -40,7 +40,7 @@ impl Driver {
         let timed_out = self.slots[index].timed_out;
         let failed = matches!(reason, CloseReason::ConnectFailed(_)) || timed_out;
         match reason {
-            CloseReason::ConnectFailed(e) => self.failed(reactor::errno_name(e)),
+            CloseReason::ConnectFailed(e) => self.failed(hostinfo::errno_name(e)),
             CloseReason::Aborted if timed_out => self.failed("ETIMEDOUT"),
             CloseReason::Reset | CloseReason::Error(_) if ours && self.phase != Phase::Closing => {
                 self.server_reset(index, reason)
@@ -53,7 +53,7 @@ impl Driver {
     /// The server reset (or the kernel failed) a connection we still used.
     fn server_reset(&mut self, index: usize, reason: &CloseReason) {
         let name = match reason {
-            CloseReason::Error(e) => reactor::errno_name(e),
+            CloseReason::Error(e) => hostinfo::errno_name(e),
             _ => "ECONNRESET",
         };
         self.tally.error(name);

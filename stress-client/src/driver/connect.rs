@@ -53,7 +53,7 @@ impl Driver {
             Err(e) => {
                 // Churn tries the slot again on the next tick rather than spinning on an error.
                 slot.retry = matches!(self.plan.work, Work::Churn { .. });
-                self.failed(reactor::errno_name(&e));
+                self.failed(hostinfo::errno_name(&e));
             }
         }
     }
