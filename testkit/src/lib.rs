@@ -1,7 +1,14 @@
 //! Test support shared by the workspace's integration tests.
 //!
 //! The clients here are written directly on `mio`, not on the reactor they test, so that a bug in the
-//! reactor cannot hide itself by appearing on both ends.
+//! reactor cannot hide itself by appearing on both ends. The server side of an in-process test, which
+//! *is* the reactor, lives apart in the `server` module, behind the feature of that name.
+//!
+//! # Feature `server`
+//! `testkit::server` runs an event loop of the reactor on its own thread (`Server`) with an echo
+//! handler that records how connections ended (`Echo`). Test crates that exercise the reactor in
+//! process enable it (`testkit = { workspace = true, features = ["server"] }`); nothing else in this
+//! crate may use the reactor.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -9,6 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
+
+#[cfg(feature = "server")]
+pub mod server;
 
 /// Deterministic bytes for connection `seed`: cheap to generate again for checking.
 pub fn payload(seed: u64, len: usize) -> Vec<u8> {
