@@ -18,7 +18,8 @@ use benches::fail::OrFail;
 use benches::report::{self, cell, median, ratio};
 use benches::servers::start_all;
 use benches::stress::{self, number};
-use benches::{BenchResult, Server, procfs};
+use benches::{BenchResult, Server};
+use hostinfo::process;
 use serde_json::{Value, json};
 
 const CONNECTIONS: usize = 50;
@@ -166,11 +167,11 @@ fn print_latency(name: &str, share: f64, r: &Value) {
 /// Server CPU seconds over a fixed-rate run (no warm-up, so every counted message is in the window),
 /// per echoed message, in µs.
 fn cpu_per_message(server: &Server, rate: f64, seconds: f64) -> BenchResult<f64> {
-    let before = procfs::cpu_seconds(server.pid()).ok_or("server gone")?;
+    let before = process::cpu_seconds(server.pid()).ok_or("server gone")?;
     let mut args = echo_args(server, seconds, 0.0);
     args.extend(stress::args(&["--rate", &format!("{rate:.0}")]));
     let report = stress::run(&args, Duration::from_secs_f64(seconds + 30.0))?;
-    let after = procfs::cpu_seconds(server.pid()).ok_or("server gone")?;
+    let after = process::cpu_seconds(server.pid()).ok_or("server gone")?;
     let messages = number(&report, "/messages").filter(|m| *m > 0.0).ok_or("no messages echoed")?;
     Ok((after - before) * 1e6 / messages)
 }

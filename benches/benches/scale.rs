@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use benches::report::{self, cell};
 use benches::stress::{self, StressRun, number};
-use benches::{BenchResult, Server, ServerKind, procfs};
+use benches::{BenchResult, Server, ServerKind};
+use hostinfo::process;
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
@@ -75,7 +76,7 @@ fn measure(kind: ServerKind, extra: &[&str], count: u64, run_index: u8) -> Bench
     let pid = server.pid();
     // Workers start after the supervisor prints its address; let them settle before the baseline.
     std::thread::sleep(Duration::from_millis(300));
-    let (base_rss_kib, base_threads, base_fds) = procfs::tree_totals(pid);
+    let (base_rss_kib, base_threads, base_fds) = process::tree_totals(pid);
     let processes = count.div_ceil(PER_CLIENT_PROCESS);
     let sources = format!("127.{}.0.1-127.{}.0.4", 20 + run_index, 20 + run_index);
     let args = stress::args(&[
@@ -99,9 +100,9 @@ fn measure(kind: ServerKind, extra: &[&str], count: u64, run_index: u8) -> Bench
     let mut seconds_to_establish = None;
     // The most the server held, for a server that never reaches `count` (a cap, a crash): sampled while
     // the clients still hold their connections, not after they give up.
-    let mut peak = procfs::tree_totals(pid);
+    let mut peak = process::tree_totals(pid);
     while client.started().elapsed() < limit && !client.finished() {
-        let sample = procfs::tree_totals(pid);
+        let sample = process::tree_totals(pid);
         if sample.2 >= peak.2 {
             peak = sample;
         }
@@ -117,8 +118,8 @@ fn measure(kind: ServerKind, extra: &[&str], count: u64, run_index: u8) -> Bench
         std::thread::sleep(Duration::from_millis(20));
     }
     let (rss_kib, threads, fds) =
-        if seconds_to_establish.is_some() { procfs::tree_totals(pid) } else { peak };
-    let alive = procfs::rss_kib(pid).is_some();
+        if seconds_to_establish.is_some() { process::tree_totals(pid) } else { peak };
+    let alive = process::rss_kib(pid).is_some();
     let report = client.finish(limit + Duration::from_secs(30));
     drop(server);
     let report = report.unwrap_or_else(|e| json!({ "error": e }));

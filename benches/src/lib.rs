@@ -1,6 +1,7 @@
 //! Shared pieces of the workspace's benchmarks: the servers under comparison, run as pinned child
-//! processes; lean load clients that time echoed messages over connections opened beforehand; readers
-//! of `/proc`; and the reports written to `target/bench-report/`.
+//! processes; lean load clients that time echoed messages over connections opened beforehand; and the
+//! reports written to `target/bench-report/`. What they read from `/proc` about a server comes from
+//! `hostinfo::process`.
 //!
 //! # Why the benches are built this way
 //! On a 2-core machine, client and server share the cores, and the raw messages per second of any two
@@ -20,7 +21,6 @@ pub mod churn;
 pub mod client;
 pub mod fail;
 pub mod pin;
-pub mod procfs;
 pub mod report;
 pub mod servers;
 pub mod settings;
@@ -36,7 +36,7 @@ pub use settings::Settings;
 /// read the settings.
 pub fn prepare() -> Settings {
     pin::pin_client();
-    if let Err(e) = reactor::sys::raise_fd_limit() {
+    if let Err(e) = hostinfo::raise_fd_limit() {
         eprintln!("note: cannot raise the descriptor limit: {e}");
     }
     servers::ensure_built();

@@ -33,8 +33,9 @@ pub fn write_markdown(name: &str, text: &str) {
 /// The machine and the moment, for every report.
 pub fn machine() -> Value {
     json!({
-        "kernel": crate::procfs::kernel(),
-        "cpus": crate::procfs::cpus(),
+        "kernel": hostinfo::sysctl("kernel.osrelease").unwrap_or_else(|| "unknown".into()),
+        // The whole machine's: this process is pinned to one core, so `available_parallelism` says 1.
+        "cpus": hostinfo::cpus(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "date": date(),
         "quick": crate::Settings::from_env().quick,

@@ -83,7 +83,7 @@ fn thread_cap(asked: Option<usize>) -> usize {
 
 #[cfg(target_os = "linux")]
 fn map_count_limit() -> Option<u64> {
-    reactor::sys::sysctl_u64("vm.max_map_count")
+    hostinfo::sysctl_u64("vm.max_map_count")
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -108,7 +108,7 @@ fn accept_forever(listener: &TcpListener, max: usize, idle: Option<Duration>) ->
             }
             Err(e) => {
                 // Out of descriptors or memory: in this model a sleeping accept thread is the back-off.
-                warn!("accept failed: {e} ({}); retrying in {backoff:?}", reactor::errno_name(&e));
+                warn!("accept failed: {e} ({}); retrying in {backoff:?}", hostinfo::errno_name(&e));
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;

@@ -37,7 +37,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(supervisor) = cli.worker_of {
         lifeline::follow(supervisor)?;
     }
-    match reactor::sys::raise_fd_limit() {
+    match hostinfo::raise_fd_limit() {
         Ok((before, after)) => {
             log::info!("descriptor limit: {before} at start, {after} now");
             capacity::warn_if_short(&cli, after.soft);

@@ -158,10 +158,10 @@ fn half_close_returns_exactly_n_bytes_then_eof_and_leaves_no_close_wait() {
     let started = Instant::now();
     let port = server.addr.port();
     let no_close_wait = testkit::wait_for(Duration::from_secs(2), || {
-        reactor::sys::tcp_states(port).is_ok_and(|s| s.count("CLOSE_WAIT") == 0)
+        hostinfo::tcp_states(port).is_ok_and(|s| s.count("CLOSE_WAIT") == 0)
             && testkit::open_fds(server.pid()) == base_fds
     });
-    let states = reactor::sys::tcp_states(port).unwrap();
+    let states = hostinfo::tcp_states(port).unwrap();
     report(
         "half-close",
         &format!("{connections} connections send 1 B..1 MiB, then shutdown(Write)"),

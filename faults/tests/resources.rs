@@ -322,13 +322,13 @@ fn crowd_client(addr: SocketAddr, id: u64) -> (Outcome, Duration) {
 fn backlog_overflow_every_client_outcome_is_classified_and_accepted_ones_lose_nothing() {
     const CLIENTS: u64 = 48;
     let server = util::echo_server(&["--max-conns", "4", "--backlog", "4"]);
-    let before = reactor::sys::listen_counters();
+    let before = hostinfo::listen_counters();
     let addr = server.addr;
     let outcomes: Vec<(Outcome, Duration)> = std::thread::scope(|s| {
         let threads: Vec<_> = (0..CLIENTS).map(|id| s.spawn(move || crowd_client(addr, id))).collect();
         threads.into_iter().map(|t| t.join().unwrap()).collect()
     });
-    let after = reactor::sys::listen_counters();
+    let after = hostinfo::listen_counters();
     let overflows = match (before, after) {
         (Some(b), Some(a)) => format!("{}", a.overflows.saturating_sub(b.overflows)),
         _ => "unavailable".into(),

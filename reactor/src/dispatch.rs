@@ -336,10 +336,10 @@ impl<H: Handler> Inner<H> {
         if arm {
             self.core.set_timer(delay, TimerKind::AcceptRetry(key));
         }
-        let limit = crate::sys::fd_limit().map(|l| l.to_string()).unwrap_or_default();
+        let limit = hostinfo::fd_limit().map(|l| l.to_string()).unwrap_or_default();
         self.warn(format_args!(
             "accept failed: {error} ({}; fd limit {limit}); accepting again when a connection closes or in {delay:?}",
-            crate::io_util::errno_name(error)
+            hostinfo::errno_name(error)
         ));
     }
 

@@ -165,14 +165,14 @@ fn poll_timeout(core: &mut Core, asked: Option<Duration>) -> Option<Duration> {
 
 fn log_capacity(config: &Config) {
     let limit = if config.raise_fd_limit {
-        crate::sys::raise_fd_limit().map(|(before, after)| {
+        hostinfo::raise_fd_limit().map(|(before, after)| {
             if before.soft != after.soft {
                 info!("raised the descriptor limit from {before} to {after}");
             }
             after
         })
     } else {
-        crate::sys::fd_limit()
+        hostinfo::fd_limit()
     };
     match limit {
         Ok(limit) => {

@@ -1,4 +1,4 @@
-//! The predicates that the drain-until-`WouldBlock` rule is written with, and error naming.
+//! The predicates that the drain-until-`WouldBlock` rule is written with.
 
 use std::io;
 
@@ -10,57 +10,4 @@ pub(crate) fn would_block(error: &io::Error) -> bool {
 /// A signal interrupted the call: retry it at once.
 pub(crate) fn interrupted(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::Interrupted
-}
-
-/// The kernel's name for an error (`"EMFILE"`, `"ECONNREFUSED"`), for counting and reports; `"OTHER"`
-/// where the error carries no errno.
-pub fn errno_name(error: &io::Error) -> &'static str {
-    match error.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc_name(),
-        None => "OTHER",
-    }
-}
-
-trait DescName {
-    fn desc_name(self) -> &'static str;
-}
-
-impl DescName for nix::errno::Errno {
-    fn desc_name(self) -> &'static str {
-        // `Errno`'s Debug form is the C name; keep the common ones static without allocating.
-        use nix::errno::Errno::*;
-        match self {
-            EMFILE => "EMFILE",
-            ENFILE => "ENFILE",
-            ENOBUFS => "ENOBUFS",
-            ENOMEM => "ENOMEM",
-            ECONNABORTED => "ECONNABORTED",
-            ECONNREFUSED => "ECONNREFUSED",
-            ECONNRESET => "ECONNRESET",
-            ETIMEDOUT => "ETIMEDOUT",
-            EADDRNOTAVAIL => "EADDRNOTAVAIL",
-            EADDRINUSE => "EADDRINUSE",
-            EHOSTUNREACH => "EHOSTUNREACH",
-            ENETUNREACH => "ENETUNREACH",
-            EPIPE => "EPIPE",
-            EINTR => "EINTR",
-            EAGAIN => "EAGAIN",
-            EINPROGRESS => "EINPROGRESS",
-            EPERM => "EPERM",
-            EACCES => "EACCES",
-            EINVAL => "EINVAL",
-            _ => "OTHER",
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_errors_the_way_the_kernel_does() {
-        assert_eq!(errno_name(&io::Error::from_raw_os_error(nix::libc::EMFILE)), "EMFILE");
-        assert_eq!(errno_name(&io::Error::other("x")), "OTHER");
-    }
 }

@@ -101,7 +101,7 @@ mod io_util;
 mod listener;
 mod output;
 mod stats;
-pub mod sys;
+mod sys;
 mod timer;
 mod token;
 
@@ -110,7 +110,6 @@ pub use context::Context;
 pub use event_loop::{EventLoop, Turn};
 pub use handle::Handle;
 pub use handler::{AfterEof, CloseKind, CloseReason, ConnectOptions, Handler, Next, Origin};
-pub use io_util::errno_name;
 pub use listener::ListenerOptions;
 pub use stats::{AcceptErrorKind, Counters, Stats};
 pub use token::{ConnId, ListenerId, SourceId, TimerId, UdpId};

@@ -34,7 +34,7 @@ impl Handler for Recorder {
     }
     fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
         let errno = match reason {
-            CloseReason::ConnectFailed(e) | CloseReason::Error(e) => reactor::errno_name(e).to_owned(),
+            CloseReason::ConnectFailed(e) | CloseReason::Error(e) => hostinfo::errno_name(e).to_owned(),
             _ => String::new(),
         };
         self.closed.push((conn, errno, reason.kind()));

@@ -81,7 +81,7 @@ fn a_burst_larger_than_the_socket_buffer_is_counted_as_dropped() {
         datagram[..8].copy_from_slice(&n.to_be_bytes());
         peer.send_to(&datagram, addr).unwrap();
     }
-    let drops = reactor::sys::udp_drops(addr.port()).unwrap();
+    let drops = hostinfo::udp_drops(addr.port()).unwrap();
     assert!(drops > 0, "{SENT} KiB fit in the receive buffer; the burst proved nothing");
     // Every datagram is either delivered or counted as dropped.
     run_until(&mut event_loop, |e| e.received + drops >= SENT);

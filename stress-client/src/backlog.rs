@@ -9,7 +9,7 @@
 use std::io;
 use std::time::Duration;
 
-use reactor::sys::{listen_counters, sysctl_u64, tcp_states};
+use hostinfo::{listen_counters, sysctl_u64, tcp_states};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -62,7 +62,7 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
                 stopped_by = if e.kind() == io::ErrorKind::TimedOut {
                     "timeout".to_owned()
                 } else {
-                    reactor::errno_name(&e).to_owned()
+                    hostinfo::errno_name(&e).to_owned()
                 };
                 if held.is_empty() && stopped_by != "timeout" {
                     return Err(io::Error::new(e.kind(), format!("cannot connect to {}: {e}", args.target)));

@@ -1,7 +1,7 @@
 //! Turns error counts into what they mean on this machine: which limit, its value, what to do.
 
+use hostinfo::ListenCounters;
 use nix::libc::{EADDRNOTAVAIL, EAGAIN, ECONNREFUSED, ECONNRESET, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPIPE};
-use reactor::sys::ListenCounters;
 
 use crate::environment::Environment;
 use crate::error_kind::{ErrorCounts, ErrorKind};

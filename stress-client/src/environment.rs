@@ -1,7 +1,7 @@
 //! The machine a run happened on, and the limits it sets: carried in every report, and checked before a
 //! run so that a limit below what was asked for is named in plain words up front.
 
-use reactor::sys::{local_port_range, sysctl, sysctl_u64};
+use hostinfo::{local_port_range, sysctl, sysctl_u64};
 use serde::{Deserialize, Serialize};
 
 /// Descriptors a client process holds besides its connections: stdio, and each loop's poller and
@@ -44,17 +44,14 @@ impl Environment {
     /// Raises the soft descriptor limit to the hard one (and the hard one towards `fs.nr_open` where
     /// the process is allowed to), then reads everything.
     pub fn capture() -> Environment {
-        let before = reactor::sys::fd_limit().ok();
+        let before = hostinfo::fd_limit().ok();
         let nr_open = sysctl_u64("fs.nr_open");
-        if let (Some(b), Some(nr_open)) = (before, nr_open)
-            && b.hard < nr_open
-        {
+        if let Some(nr_open) = nr_open {
             // Needs CAP_SYS_RESOURCE and is often refused (containers): then the hard limit stands.
-            let _ =
-                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, nr_open, nr_open);
+            let _ = hostinfo::raise_hard_fd_limit(nr_open);
         }
-        let _ = reactor::sys::raise_fd_limit();
-        let after = reactor::sys::fd_limit().ok();
+        let _ = hostinfo::raise_fd_limit();
+        let after = hostinfo::fd_limit().ok();
         Environment {
             kernel: sysctl("kernel.osrelease").unwrap_or_default(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),

@@ -65,11 +65,11 @@ impl ErrorKind {
     }
 }
 
-/// What [`reactor::errno_name`] calls an errno it has no name for.
+/// What [`hostinfo::errno_name`] calls an errno it has no name for.
 const OTHER: &str = "OTHER";
 
 fn errno_name(code: i32) -> &'static str {
-    reactor::errno_name(&io::Error::from_raw_os_error(code))
+    hostinfo::errno_name(&io::Error::from_raw_os_error(code))
 }
 
 /// By name, so that counts list (and reports write them) in the order of their names.

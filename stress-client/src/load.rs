@@ -101,7 +101,7 @@ fn measure(
             eprintln!("warning: {warning}");
         }
     }
-    let listen_before = reactor::sys::listen_counters();
+    let listen_before = hostinfo::listen_counters();
     let usage_before = Usage::now();
     // The run itself.
     let combined = run_plans(load, connections, work, &sources)?;
@@ -110,7 +110,7 @@ fn measure(
     let explain = diagnose::Context {
         env: &environment,
         sources: sources.len() as u64,
-        listen: (listen_before, reactor::sys::listen_counters()),
+        listen: (listen_before, hostinfo::listen_counters()),
     };
     let mut report = Report {
         command: command.to_owned(),
@@ -124,7 +124,7 @@ fn measure(
     report.fill(&combined.tally, combined.measured.as_secs_f64());
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
-    report.sockets = reactor::sys::tcp_states(load.target.port())
+    report.sockets = hostinfo::tcp_states(load.target.port())
         .map(|s| s.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect())
         .unwrap_or_default();
     report.environment = environment;

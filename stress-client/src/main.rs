@@ -114,7 +114,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Sockets(args) => {
-            let states = reactor::sys::tcp_states(args.port)?;
+            let states = hostinfo::tcp_states(args.port)?;
             if args.json {
                 let mut map: serde_json::Map<String, serde_json::Value> =
                     states.iter().map(|(k, n)| (k.to_owned(), n.into())).collect();

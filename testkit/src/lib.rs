@@ -1,7 +1,14 @@
 //! Test support shared by the workspace's integration tests.
 //!
 //! The clients here are written directly on `mio`, not on the reactor they test, so that a bug in the
-//! reactor cannot hide itself by appearing on both ends.
+//! reactor cannot hide itself by appearing on both ends. The server side of an in-process test, which
+//! *is* the reactor, lives apart in the `server` module, behind the feature of that name.
+//!
+//! # Feature `server`
+//! `testkit::server` runs an event loop of the reactor on its own thread (`Server`) with an echo
+//! handler that records how connections ended (`Echo`). Test crates that exercise the reactor in
+//! process enable it (`testkit = { workspace = true, features = ["server"] }`); nothing else in this
+//! crate may use the reactor.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -9,6 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
+
+#[cfg(feature = "server")]
+pub mod server;
 
 /// Deterministic bytes for connection `seed`: cheap to generate again for checking.
 pub fn payload(seed: u64, len: usize) -> Vec<u8> {
@@ -345,36 +355,33 @@ pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A line of `/proc/PID/status` (e.g. "VmRSS", "Threads") as a number (kB for sizes).
+/// A line of `/proc/PID/status` (e.g. "VmRSS", "Threads") as a number (kB for sizes); fails the test
+/// if the process is gone or has no such line.
+#[cfg(target_os = "linux")]
 pub fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+    hostinfo::process::status_field(pid, field)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status (is the process gone?)"))
 }
 
-/// User plus system CPU time of a process, in clock ticks (usually 1/100 s).
+/// User plus system CPU time of a process, in clock ticks (usually 1/100 s); fails the test if the
+/// process is gone.
+#[cfg(target_os = "linux")]
 pub fn proc_cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
-    let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of stat (utime, stime), counted from the state field, which is field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    hostinfo::process::cpu_ticks(pid).unwrap_or_else(|| panic!("cannot read /proc/{pid}/stat"))
 }
 
-/// Descriptors a process holds open.
+/// Descriptors a process holds open (0 if it is gone).
+#[cfg(target_os = "linux")]
 pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    hostinfo::process::open_fds(pid)
 }
 
-/// Raises this test process's soft descriptor limit to the hard one and says so in the test output.
+/// Raises this test process's soft descriptor limit to the hard one when it is below `needed`, and
+/// says so in the test output; fails the test when even the hard limit is below `needed`.
 pub fn raise_fd_limit(needed: u64) {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let hostinfo::FdLimit { soft, hard } = hostinfo::fd_limit().expect("getrlimit");
     if soft < needed {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+        hostinfo::raise_fd_limit().expect("setrlimit");
         println!("raised this test's descriptor limit from {soft} to {hard} (needs {needed})");
     }
     assert!(hard >= needed, "this test needs {needed} descriptors; the hard limit is {hard}");

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     // Up to the hard limit, so that one process can hold as many idle peers as the reactor can.
-    if let Err(e) = reactor::sys::raise_fd_limit() {
+    if let Err(e) = hostinfo::raise_fd_limit() {
         eprintln!("tokio-echo: cannot raise the descriptor limit: {e}");
     }
     let runtime = match cli.runtime {

@@ -1,24 +1,17 @@
-//! Helpers shared by the fault suite's test targets: the binaries under test, an in-process server,
-//! and the one-line reports every case prints.
-#![allow(dead_code)] // each test target uses its own subset
+//! Helpers shared by the fault suite's test targets: the binaries under test, the one-line reports
+//! every case prints, and (from `testkit`'s `server` feature) the in-process server.
+#![allow(dead_code, unused_imports)] // each test target uses its own subset
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::thread::JoinHandle;
 
 use socket2::{Domain, Socket, Type};
 use std::time::{Duration, Instant};
 
-use reactor::{
-    CloseKind, CloseReason, Config, ConnId, Context, EventLoop, Handle, Handler, ListenerOptions, Next,
-};
+use reactor::CloseKind;
 use testkit::ServerProcess;
-
-/// Logs to the test output when RUST_LOG asks for it.
-pub fn init() {
-    let _ = env_logger::builder().is_test(true).try_init();
-}
+pub use testkit::server::{Echo, Server, init};
 
 /// Prints what a case did and what held, in one block the reliability table is made from.
 pub fn report(fault: &str, how: &str, held: &[(&str, String)]) {
@@ -108,65 +101,6 @@ pub fn float(report: &serde_json::Value, path: &str) -> f64 {
 /// Resident and peak resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> (u64, u64) {
     (testkit::proc_status(pid, "VmRSS"), testkit::proc_status(pid, "VmHWM"))
-}
-
-/// An event loop serving on its own thread in this process.
-pub struct Server<H: Handler> {
-    pub addr: SocketAddr,
-    pub handle: Handle<H::Message>,
-    pub stats: std::sync::Arc<reactor::Stats>,
-    thread: JoinHandle<io::Result<H>>,
-}
-
-impl<H: Handler + Send + 'static> Server<H> {
-    /// Starts a loop with one loopback listener.
-    #[track_caller]
-    pub fn start(config: Config, handler: H) -> Server<H> {
-        Self::start_with(config, handler, ListenerOptions::new("127.0.0.1:0".parse().unwrap()))
-    }
-
-    /// Starts a loop with a listener made from `listener`.
-    #[track_caller]
-    pub fn start_with(config: Config, handler: H, listener: ListenerOptions) -> Server<H> {
-        init();
-        let config = Config { raise_fd_limit: false, ..config };
-        let mut event_loop = EventLoop::new(config, handler).expect("create the loop");
-        let (_, addr) = event_loop.listen(&listener).expect("listen");
-        let handle = event_loop.handle();
-        let stats = event_loop.stats();
-        let thread = std::thread::spawn(move || event_loop.run().map(|()| event_loop.into_handler()));
-        Server { addr, handle, stats, thread }
-    }
-
-    /// Shuts the loop down gracefully and returns its handler.
-    #[track_caller]
-    pub fn finish(self) -> H {
-        self.handle.shutdown(Duration::from_secs(5)).expect("wake the loop");
-        self.thread.join().expect("the loop thread panicked").expect("the loop failed")
-    }
-}
-
-/// Echoes everything; remembers how connections ended and the most output ever queued on one.
-#[derive(Debug, Default)]
-pub struct Echo {
-    pub closed: Vec<CloseKind>,
-    pub max_queued: usize,
-}
-
-impl Handler for Echo {
-    type Message = ();
-
-    fn on_data(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: &[u8]) -> Next {
-        if ctx.send(conn, data).is_err() {
-            return Next::Close;
-        }
-        self.max_queued = self.max_queued.max(ctx.queued(conn).unwrap_or(0));
-        Next::Continue
-    }
-
-    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, reason: &CloseReason) {
-        self.closed.push(reason.kind());
-    }
 }
 
 /// Counts of close kinds, for reports.

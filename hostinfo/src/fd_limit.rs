@@ -1,4 +1,8 @@
-//! RLIMIT_NOFILE: how many descriptors (and so sockets) this process may hold.
+//! RLIMIT_NOFILE: how many descriptors (and so sockets) this process may hold, and raising it.
+//!
+//! Every connection is a descriptor, so this limit, not memory, is usually the first one a server or a
+//! load generator meets (EMFILE). The soft limit may be raised to the hard one by anyone; the hard one
+//! only with CAP_SYS_RESOURCE, and on Linux at most to `fs.nr_open`.
 
 use std::fmt;
 use std::io;
@@ -41,6 +45,18 @@ pub fn raise_fd_limit() -> io::Result<(FdLimit, FdLimit)> {
     Ok((before, fd_limit()?))
 }
 
+/// Raises both limits to `ceiling` where the hard limit is below it, and returns the limits now; it
+/// never lowers either. Past the hard limit this needs CAP_SYS_RESOURCE (and `ceiling` at most
+/// `fs.nr_open`): without it the call fails with EPERM and the limits stand.
+pub fn raise_hard_fd_limit(ceiling: u64) -> io::Result<FdLimit> {
+    let now = fd_limit()?;
+    if now.hard < ceiling {
+        setrlimit(Resource::RLIMIT_NOFILE, ceiling, ceiling).map_err(io::Error::from)?;
+        return fd_limit();
+    }
+    Ok(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +66,13 @@ mod tests {
         let (before, after) = raise_fd_limit().unwrap();
         assert_eq!(after.soft, after.hard);
         assert_eq!(after.hard, before.hard);
+    }
+
+    #[test]
+    fn raising_the_hard_limit_never_lowers_it() {
+        let before = fd_limit().unwrap();
+        let after = raise_hard_fd_limit(0).unwrap();
+        assert_eq!(after.hard, before.hard);
+        assert!(after.soft >= before.soft);
     }
 }
