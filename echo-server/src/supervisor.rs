@@ -113,7 +113,7 @@ impl Supervisor {
 
     /// The counters of every loop, added up.
     fn total(&self) -> Counters {
-        served::total(self.handles.iter().map(|h| h.stats().snapshot()))
+        served::total(self.handles.iter().map(|h| h.stats()))
     }
 }
 

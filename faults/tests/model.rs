@@ -271,7 +271,7 @@ impl Model {
                 self.fail(format!("did not settle within 5 s: {stuck:?}"));
             }
         }
-        let counters = self.event_loop.stats().snapshot();
+        let counters = self.event_loop.stats().clone();
         let handler = self.event_loop.handler();
         if counters.active != handler.by_port.len() as u64 {
             self.fail(format!(

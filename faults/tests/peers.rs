@@ -73,9 +73,9 @@ fn reset_mid_stream_frees_those_connections_and_the_others_lose_nothing() {
     });
     let echoed = echoed.expect("the connections that were not reset lost bytes");
     let freed = testkit::wait_for(Duration::from_secs(2), || {
-        server.stats.snapshot().closed(CloseKind::Reset) >= resets as u64
+        server.stats().closed(CloseKind::Reset) >= resets as u64
     });
-    let counters = server.stats.snapshot();
+    let counters = server.stats();
     let handler = server.finish();
     let latest_reset_close = handler
         .closes
@@ -127,8 +127,8 @@ fn reset_before_accept_closes_only_that_connection() {
     after.read_exact(&mut echo).expect("the peer queued behind the reset one was not served");
     assert_eq!(&echo, b"served");
     drop(after);
-    assert!(testkit::wait_for(Duration::from_secs(2), || server.stats.snapshot().active == 0));
-    let counters = server.stats.snapshot();
+    assert!(testkit::wait_for(Duration::from_secs(2), || server.stats().active == 0));
+    let counters = server.stats();
     let handler = server.finish();
     report(
         "reset before accept",
@@ -424,7 +424,7 @@ fn eintr_signal_storm_surfaces_no_error_and_loses_nothing() {
     let (thread_tx, thread_rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
         thread_tx.send(nix::sys::pthread::pthread_self()).unwrap();
-        event_loop.run().map(|()| event_loop.stats().snapshot())
+        event_loop.run().map(|()| event_loop.stats().clone())
     });
     let loop_thread = thread_rx.recv().unwrap();
     let stop = Arc::new(AtomicBool::new(false));

@@ -231,7 +231,7 @@ fn enfile_enobufs_enomem_econnaborted_are_backed_off_or_retried_through_the_acce
     expected[AcceptErrorKind::Econnaborted as usize] += 3;
     lines.push(("ECONNABORTED, EINTR", "3 + 1 injected; the queued peer accepted in the same turn".into()));
 
-    let counters = event_loop.stats().snapshot();
+    let counters = event_loop.stats().clone();
     assert_eq!(counters.accept_errors, expected, "accept error counters");
     assert_eq!(counters.accepted, 5);
     let held: Vec<(&str, String)> = lines.into_iter().collect();

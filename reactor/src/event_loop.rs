@@ -12,8 +12,9 @@ use mio::{Events, Poll};
 use crate::core::{Core, RunState};
 use crate::dispatch::Inner;
 use crate::handle::{Handle, Requests};
+use crate::stats::Stats;
 use crate::token::WAKER;
-use crate::{Config, Context, Handler, ListenerId, ListenerOptions, Stats};
+use crate::{Config, Context, Counters, Handler, ListenerId, ListenerOptions};
 
 /// A readiness-driven event loop on one thread, driving every socket it owns through a [`Handler`].
 ///
@@ -81,9 +82,9 @@ impl<H: Handler> EventLoop<H> {
         self.handle.clone()
     }
 
-    /// The loop's counters, shared.
-    pub fn stats(&self) -> Arc<Stats> {
-        self.stats.clone()
+    /// The loop's counters as of now. Other threads read them through [`Handle::stats`].
+    pub fn stats(&self) -> &Counters {
+        &self.inner.core.counters
     }
 
     /// The application's handler.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use mio::{Registry, Waker};
 
-use crate::Stats;
+use crate::Counters;
+use crate::stats::Stats;
 
 /// What other threads asked for, read by the loop when its waker fires.
 #[derive(Debug)]
@@ -99,9 +100,10 @@ impl<M: Send> Handle<M> {
         Ok(())
     }
 
-    /// The loop's counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// The loop's counters, as of the end of its last turn (the loop publishes them once a turn, so
+    /// reading them costs the loop nothing).
+    pub fn stats(&self) -> Counters {
+        self.stats.snapshot()
     }
 }
 

@@ -182,7 +182,7 @@ pub enum CloseKind {
 }
 
 impl CloseKind {
-    /// Every kind, in the order [`Stats`](crate::Stats) keeps them.
+    /// Every kind, in the order [`Counters`](crate::Counters) keeps them.
     pub const ALL: [CloseKind; 8] = [
         CloseKind::PeerClosed,
         CloseKind::Local,

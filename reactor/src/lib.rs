@@ -111,7 +111,7 @@ pub use event_loop::{EventLoop, Turn};
 pub use handle::Handle;
 pub use handler::{AfterEof, CloseKind, CloseReason, ConnectOptions, Handler, Next, Origin};
 pub use listener::ListenerOptions;
-pub use stats::{AcceptErrorKind, Counters, Stats};
+pub use stats::{AcceptErrorKind, Counters};
 pub use token::{ConnId, ListenerId, SourceId, TimerId, UdpId};
 
 /// The `mio` types that appear in this crate's API (`Interest`, `Event`, `Source`), re-exported so that

@@ -25,7 +25,7 @@ pub enum AcceptErrorKind {
 }
 
 impl AcceptErrorKind {
-    /// Every kind, in the order [`Stats`] keeps them.
+    /// Every kind, in the order [`Counters`] keeps them.
     pub const ALL: [AcceptErrorKind; 6] = [
         AcceptErrorKind::Emfile,
         AcceptErrorKind::Enfile,
@@ -60,7 +60,8 @@ impl AcceptErrorKind {
     }
 }
 
-/// The loop's counters as plain numbers: the loop's own tally, and what [`Stats::snapshot`] returns.
+/// The loop's counters: what [`Context::stats`](crate::Context::stats), [`EventLoop::stats`](crate::EventLoop::stats) and
+/// [`Handle::stats`](crate::Handle::stats) return.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Connections accepted from listeners.
@@ -151,10 +152,10 @@ impl Counters {
     }
 }
 
-/// The loop's counters, shared with other threads through [`Handle::stats`](crate::Handle::stats) or
-/// [`EventLoop::stats`](crate::EventLoop::stats).
+/// The loop's counters, published once a turn for other threads, which read them through
+/// [`Handle::stats`](crate::Handle::stats).
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     accepted: AtomicU64,
     connected: AtomicU64,
     active: AtomicU64,
@@ -173,7 +174,7 @@ pub struct Stats {
 
 impl Stats {
     /// A copy of every counter, as of the end of the loop's last turn.
-    pub fn snapshot(&self) -> Counters {
+    pub(crate) fn snapshot(&self) -> Counters {
         let load = |a: &AtomicU64| a.load(Relaxed);
         Counters {
             accepted: load(&self.accepted),

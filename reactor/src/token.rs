@@ -5,7 +5,7 @@
 //! would reach the newcomer. Every entry therefore gets a generation when it is inserted, and its token
 //! packs `(generation, slot)`. Looking an event up compares the generation stored in the slot with the
 //! one in the token; a mismatch means the event belongs to a source that no longer exists, and it is
-//! dropped (and counted in [`Stats::stale_events`](crate::Stats)).
+//! dropped (and counted in [`Counters::stale_events`](crate::Counters::stale_events)).
 
 use std::fmt;
 
@@ -89,9 +89,11 @@ macro_rules! id_type {
             }
         }
 
+        /// `conn 12.3`: the slot, then the generation, so that two entries that held the same slot
+        /// at different times never log alike.
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!($prefix, "{}"), self.0.slot)
+                write!(f, concat!($prefix, " {}.{}"), self.0.slot, self.0.generation)
             }
         }
     };
@@ -137,6 +139,15 @@ mod tests {
             assert_eq!(Key::from_token(key.token()), key);
             assert_ne!(key.token(), WAKER);
         }
+    }
+
+    #[test]
+    fn ids_display_with_their_generation() {
+        let first = ConnId(Key { slot: 12, generation: 3 });
+        let reused = ConnId(Key { slot: 12, generation: 4 });
+        assert_eq!(first.to_string(), "conn 12.3");
+        assert_ne!(first.to_string(), reused.to_string(), "a reused slot must not log alike");
+        assert_eq!(ListenerId(Key { slot: 0, generation: 1 }).to_string(), "listener 0.1");
     }
 
     #[test]

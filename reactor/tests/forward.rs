@@ -50,9 +50,9 @@ fn hundreds_of_sessions_carry_random_payloads_both_ways() {
     assert_eq!(echoed, expected);
     // The sessions without half-close end when EchoRun drops its streams; wait for every one.
     assert!(
-        testkit::wait_for(Duration::from_secs(20), || forwarder.stats.snapshot().active == 0),
+        testkit::wait_for(Duration::from_secs(20), || forwarder.stats().active == 0),
         "sessions left open: {:?}",
-        forwarder.stats.snapshot()
+        forwarder.stats()
     );
     let stats = forwarder.finish().stats;
     assert_eq!(stats.sessions, 300);
@@ -85,7 +85,7 @@ fn half_close_is_passed_on_in_both_directions() {
     client.read_to_string(&mut reply).unwrap();
     assert_eq!(service.join().unwrap(), b"hello through the forwarder");
     assert_eq!(reply, "got 27 bytes after your EOF");
-    assert!(testkit::wait_for(Duration::from_secs(10), || forwarder.stats.snapshot().active == 0));
+    assert!(testkit::wait_for(Duration::from_secs(10), || forwarder.stats().active == 0));
     let stats = forwarder.finish().stats;
     assert_eq!((stats.sessions, stats.open_sessions), (1, 0));
 }
@@ -103,7 +103,7 @@ fn a_refused_upstream_closes_the_client_promptly() {
         Ok(n) => panic!("{n} bytes from a session without upstream"),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
-    assert!(testkit::wait_for(Duration::from_secs(10), || forwarder.stats.snapshot().active == 0));
+    assert!(testkit::wait_for(Duration::from_secs(10), || forwarder.stats().active == 0));
     let stats = forwarder.finish().stats;
     assert_eq!((stats.sessions, stats.connect_failures, stats.open_sessions), (1, 1, 0));
 }

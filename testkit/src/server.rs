@@ -7,7 +7,6 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,8 +37,6 @@ pub struct Server<H: Handler> {
     pub addr: SocketAddr,
     /// The loop's handle: stop it, shut it down, send it messages.
     pub handle: Handle<H::Message>,
-    /// The loop's counters, readable while it runs.
-    pub stats: Arc<reactor::Stats>,
     thread: JoinHandle<io::Result<H>>,
 }
 
@@ -64,9 +61,13 @@ impl<H: Handler + Send + 'static> Server<H> {
         let mut event_loop = EventLoop::new(config, handler).expect("create the loop");
         let (_, addr) = event_loop.listen(&listener).expect("listen");
         let handle = event_loop.handle();
-        let stats = event_loop.stats();
         let thread = std::thread::spawn(move || event_loop.run().map(|()| event_loop.into_handler()));
-        Server { addr, handle, stats, thread }
+        Server { addr, handle, thread }
+    }
+
+    /// The loop's counters, as of the end of its last turn.
+    pub fn stats(&self) -> reactor::Counters {
+        self.handle.stats()
     }
 
     /// Shuts the loop down gracefully (open connections get a few seconds to drain) and returns its
