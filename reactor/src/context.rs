@@ -303,8 +303,8 @@ impl Context<'_> {
     }
 
     /// Begins a graceful shutdown (see [`Handle::shutdown`](crate::Handle::shutdown)).
-    pub fn shutdown(&mut self, deadline: Duration) {
-        self.core.shutdown_requested.get_or_insert(deadline);
+    pub fn shutdown(&mut self, timeout: Duration) {
+        self.core.shutdown_requested.get_or_insert(timeout);
     }
 
     /// The loop's counters as of now.

@@ -80,11 +80,11 @@ impl<M: Send> Handle<M> {
     }
 
     /// Shuts the loop down gracefully: close the listeners, flush and close every connection, and stop
-    /// once none are left or when `deadline` has passed (then the rest are closed as they are). A
-    /// deadline of a century or more (`Duration::MAX` included) means none.
-    pub fn shutdown(&self, deadline: Duration) -> io::Result<()> {
+    /// once none are left or when `timeout` has passed (then the rest are closed as they are). A
+    /// timeout of a century or more (`Duration::MAX` included) means none.
+    pub fn shutdown(&self, timeout: Duration) -> io::Result<()> {
         if let Ok(mut shutdown) = self.requests.shutdown.lock() {
-            *shutdown = Some(deadline);
+            *shutdown = Some(timeout);
         }
         self.requests.waker.wake()
     }
