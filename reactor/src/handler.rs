@@ -14,6 +14,73 @@ use crate::{ConnId, Context, ListenerId, SourceId, TimerId, UdpId};
 /// Callbacks run on the loop's thread and must not block: a callback that waits stalls every
 /// connection. Everything a callback wants done (send, close, connect, set a timer) goes through the
 /// [`Context`].
+///
+/// # The life of one connection, as callbacks
+/// | order | callback | when | what may follow |
+/// |---|---|---|---|
+/// | 1 | [`on_open`](Handler::on_open) | accepted, or an outbound connect completed | data, EOF, close |
+/// | 2… | [`on_data`](Handler::on_data) | bytes arrived, in order; its [`Next`] pauses or closes | more data, EOF, drained, close |
+/// | any | [`on_drained`](Handler::on_drained) | output that had to queue is all written | data, EOF, close |
+/// | 3 | [`on_eof`](Handler::on_eof) | the peer will send nothing more; its [`AfterEof`] says what next | drained, close |
+/// | last | [`on_close`](Handler::on_close) | gone, whatever the reason; exactly once | nothing: the id is dead |
+///
+/// An outbound connect that fails gets only `on_close`, with [`CloseKind::ConnectFailed`]. A
+/// connection closed by the application ([`Next::Close`], [`Context::close`]) gets no more `on_data`;
+/// the loop flushes its output and reads (and discards) until the peer's FIN or a short linger.
+///
+/// # Example: a line counter
+/// Counts the lines each peer sends, answers each with its number, and says goodbye on EOF:
+/// ```
+/// use std::collections::HashMap;
+/// use reactor::{AfterEof, CloseReason, ConnId, Context, Handler, Next, Origin};
+///
+/// #[derive(Default)]
+/// struct Lines { seen: HashMap<ConnId, u64> }
+///
+/// impl Handler for Lines {
+///     type Message = ();
+///
+///     fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId, _: Origin) {
+///         self.seen.insert(conn, 0);
+///     }
+///
+///     fn on_data(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: &[u8]) -> Next {
+///         let count = self.seen.entry(conn).or_default();
+///         for _ in data.iter().filter(|b| **b == b'\n') {
+///             *count += 1;
+///             if ctx.send(conn, format!("{count}\n").as_bytes()).is_err() {
+///                 // The queue is full (a peer that does not read): drop it.
+///                 return Next::Close;
+///             }
+///         }
+///         Next::Continue
+///     }
+///
+///     fn on_eof(&mut self, ctx: &mut Context<'_>, conn: ConnId) -> AfterEof {
+///         let _ = ctx.send(conn, b"bye\n");
+///         AfterEof::Close // flush, then close
+///     }
+///
+///     fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
+///         let lines = self.seen.remove(&conn).unwrap_or(0);
+///         println!("{conn} closed after {lines} lines: {reason}");
+///     }
+/// }
+/// # use std::io::{Read, Write};
+/// # let mut event_loop = reactor::EventLoop::new(reactor::Config::default(), Lines::default())?;
+/// # let (_, addr) = event_loop.listen(&reactor::ListenerOptions::new("127.0.0.1:0".parse().unwrap()))?;
+/// # let handle = event_loop.handle();
+/// # let server = std::thread::spawn(move || event_loop.run().map(|()| event_loop.into_handler()));
+/// # let mut peer = std::net::TcpStream::connect(addr)?;
+/// # peer.write_all(b"one\ntwo\n")?;
+/// # peer.shutdown(std::net::Shutdown::Write)?;
+/// # let mut answer = String::new();
+/// # peer.read_to_string(&mut answer)?;
+/// # assert_eq!(answer, "1\n2\nbye\n");
+/// # handle.shutdown(std::time::Duration::from_secs(1))?;
+/// # assert!(server.join().unwrap()?.seen.is_empty());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait Handler {
     /// What other threads can deliver through a [`Handle`](crate::Handle). Use `()` if unused.
     type Message: Send + 'static;
