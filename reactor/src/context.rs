@@ -8,7 +8,7 @@ use mio::Interest;
 use mio::event::Source;
 use mio::net::TcpStream;
 
-use crate::connection::{Connection, Ending, Finish, flag};
+use crate::connection::{Connection, Ending, State};
 use crate::core::{Core, Entry, RunState};
 use crate::handler::ConnectOptions;
 use crate::listener::{Listener, ListenerOptions};
@@ -43,7 +43,7 @@ impl Context<'_> {
     /// Closes gracefully: stop reading, flush what is queued, send FIN, then close (after the peer's FIN,
     /// or a short linger).
     pub fn close(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.finish(conn.0, Finish::Close(Ending::Local))
+        self.core.close(conn.0, Ending::Local)
     }
 
     /// Closes at once: drop queued output and reset the connection.
@@ -54,14 +54,14 @@ impl Context<'_> {
     /// Half-closes: flush what is queued, then shut our sending side (the peer reads EOF) while still
     /// reading what the peer sends.
     pub fn shutdown_write(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.finish(conn.0, Finish::ShutdownWrite)
+        self.core.shutdown_write(conn.0)
     }
 
     /// Stops reading from `conn` until [`resume_reading`](Self::resume_reading). Unread data stays in
     /// the kernel, whose receive window then holds the peer back. After [`close`](Self::close) it does
     /// nothing: the loop then reads only to discard until the peer's FIN.
     pub fn pause_reading(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.live_connection(conn)?.pause_by_app();
+        self.core.live_connection(conn)?.state.pause_by_app();
         Ok(())
     }
 
@@ -69,7 +69,7 @@ impl Context<'_> {
     /// meanwhile: after [`shutdown_write`](Self::shutdown_write) in particular, reading goes on until
     /// the peer's EOF.
     pub fn resume_reading(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.live_connection(conn)?.clear(flag::PAUSED_BY_APP);
+        self.core.live_connection(conn)?.state.resume_by_app();
         self.core.queue_read(conn.0);
         Ok(())
     }
@@ -143,7 +143,7 @@ impl Context<'_> {
     pub fn connect_with(&mut self, options: &ConnectOptions) -> io::Result<ConnId> {
         let socket = crate::sys::connect_nonblocking(options)?;
         let stream = TcpStream::from_std(socket.into());
-        let conn = Connection::new(stream, self.core.now, false, true);
+        let conn = Connection::new(stream, self.core.now, State::connecting(options.nodelay));
         let key = self.core.insert(
             Entry::Connection(conn),
             |e| match e {
@@ -152,9 +152,6 @@ impl Context<'_> {
             },
             crate::sys::STREAM_INTEREST | Interest::WRITABLE,
         )?;
-        if let Some(c) = self.core.connection(key) {
-            c.set(if options.nodelay { 0 } else { flag::NO_NODELAY });
-        }
         self.core.counters.active += 1;
         self.core.arm_idle_timer(key);
         Ok(ConnId(key))

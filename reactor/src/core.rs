@@ -128,7 +128,7 @@ impl Core {
     /// A connection that is open and not yet being closed, or `NotConnected`.
     pub(crate) fn live_connection(&mut self, id: ConnId) -> io::Result<&mut Connection> {
         match self.connection(id.0) {
-            Some(conn) if !conn.is_closing() => Ok(conn),
+            Some(conn) if !conn.state.is_closed() => Ok(conn),
             _ => Err(io::Error::new(io::ErrorKind::NotConnected, format!("{id} is closed"))),
         }
     }

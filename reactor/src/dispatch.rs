@@ -9,7 +9,7 @@ use std::time::Instant;
 use log::{debug, warn};
 use mio::event::Event;
 
-use crate::connection::{Connection, Ending, Finish, flag};
+use crate::connection::{Connection, Ending, State};
 use crate::core::{Core, Entry, RunState};
 use crate::handle::Requests;
 use crate::handler::{AfterEof, CloseReason, Next, Origin};
@@ -66,10 +66,10 @@ impl<H: Handler> Inner<H> {
 
     fn connection_event(&mut self, key: Key, event: &Event) {
         let Some(conn) = self.core.connection(key) else { return };
-        if conn.is_closing() {
+        if conn.state.is_closed() {
             return;
         }
-        if conn.has(flag::CONNECTING) {
+        if conn.state.is_opening() {
             self.finish_connect(key);
             self.close_scheduled();
             return;
@@ -82,18 +82,11 @@ impl<H: Handler> Inner<H> {
                 return;
             }
         }
-        if event.is_readable() || event.is_read_closed() {
-            conn.set(flag::READABLE);
-        }
-        if event.is_read_closed() {
-            conn.set(flag::HANGUP_SEEN);
-        }
-        if crate::sys::urgent_data(event) {
-            conn.set(flag::URGENT);
-        }
+        let hangup = event.is_read_closed();
+        conn.state.readiness(event.is_readable() || hangup, hangup, crate::sys::urgent_data(event));
         // A parked connection is read from the ready list, once per turn, not here as well.
-        let parked = conn.has(flag::QUEUED);
-        if event.is_writable() && conn.wants_write && self.core.flush(key) {
+        let parked = conn.state.is_queued();
+        if event.is_writable() && conn.state.writable_interest() && self.core.flush(key) {
             let (handler, mut ctx) = self.ctx();
             handler.on_drained(&mut ctx, ConnId(key));
         }
@@ -113,35 +106,32 @@ impl<H: Handler> Inner<H> {
         loop {
             let now = self.core.now;
             let Some(conn) = self.core.connection(key) else { return };
-            if !conn.wants_read() {
+            if !conn.state.wants_read() {
                 return;
             }
             if budget == 0 {
-                conn.set(flag::QUEUED);
+                conn.state.set_queued(true);
                 self.core.push_ready(key);
                 return;
             }
             match crate::sys::recv(&conn.stream, &mut self.read_buffer) {
                 Ok(0) => {
-                    conn.clear(flag::READABLE);
-                    conn.set(flag::READ_CLOSED);
+                    conn.state.eof();
                     self.peer_eof(key);
                     return;
                 }
                 Ok(n) => {
                     conn.last_active = now;
                     // A short read drained the socket: the next arrival raises a new edge, so another
-                    // read now would only say EAGAIN. Unless the peer's FIN came with this edge (read on
-                    // to see the EOF, which raises no edge of its own), or urgent data did: the kernel
-                    // ends a read at the urgent mark with more bytes queued behind it.
+                    // read now would only say EAGAIN. Unless the peer's FIN or urgent data came with
+                    // this edge (see `short_read_drains`).
                     let drained = crate::sys::SHORT_READ_DRAINS
                         && n < self.read_buffer.len()
-                        && !conn.has(flag::HANGUP_SEEN | flag::URGENT);
+                        && conn.state.short_read_drains();
                     if drained {
-                        conn.clear(flag::READABLE);
+                        conn.state.drained();
                     }
-                    let lingering = conn.has(flag::LINGERING);
-                    if lingering {
+                    if conn.state.lingering().is_some() {
                         self.core.counters.bytes_discarded += n as u64;
                     } else {
                         self.core.counters.bytes_in += n as u64;
@@ -166,7 +156,7 @@ impl<H: Handler> Inner<H> {
                     }
                 }
                 Err(e) if crate::io_util::would_block(&e) => {
-                    conn.clear(flag::READABLE | flag::URGENT);
+                    conn.state.read_would_block();
                     return;
                 }
                 Err(e) if crate::io_util::interrupted(&e) => {}
@@ -183,30 +173,26 @@ impl<H: Handler> Inner<H> {
             Next::Continue => {}
             Next::Pause => {
                 if let Some(conn) = self.core.connection(key) {
-                    conn.pause_by_app();
+                    conn.state.pause_by_app();
                 }
             }
             Next::Close => {
-                let _ = self.core.finish(key, Finish::Close(Ending::Local));
+                let _ = self.core.close(key, Ending::Local);
             }
         }
     }
 
     fn peer_eof(&mut self, key: Key) {
         let Some(conn) = self.core.connection(key) else { return };
-        if conn.has(flag::LINGERING) {
+        if let Some(ending) = conn.state.lingering() {
             // Our FIN went out earlier; the peer's has now arrived: the close is complete.
-            let ending = match conn.finish {
-                Finish::Close(ending) => ending,
-                _ => Ending::Local,
-            };
             self.core.schedule_close(key, ending.reason());
             return;
         }
         let (handler, mut ctx) = self.ctx();
         match handler.on_eof(&mut ctx, ConnId(key)) {
             AfterEof::Close => {
-                let _ = self.core.finish(key, Finish::Close(Ending::PeerClosed));
+                let _ = self.core.close(key, Ending::PeerClosed);
             }
             AfterEof::KeepOpen => self.core.finish_if_flushed(key),
         }
@@ -228,9 +214,7 @@ impl<H: Handler> Inner<H> {
             self.core.schedule_close(key, CloseReason::ConnectFailed(error));
             return;
         }
-        conn.clear(flag::CONNECTING);
-        conn.set(flag::READABLE);
-        if !conn.has(flag::NO_NODELAY) {
+        if conn.state.connected() == Some(true) {
             let _ = conn.stream.set_nodelay(true);
         }
         self.core.counters.connected += 1;
@@ -297,7 +281,7 @@ impl<H: Handler> Inner<H> {
     }
 
     fn open_accepted(&mut self, listener: Key, stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
-        let conn = Connection::new(stream, self.core.now, true, false);
+        let conn = Connection::new(stream, self.core.now, State::accepted());
         let inserted = self.core.insert(
             Entry::Connection(conn),
             |e| match e {
@@ -390,7 +374,7 @@ impl<H: Handler> Inner<H> {
             let Some(key) = self.core.ready.pop_front() else { break };
             match self.core.entry(key) {
                 Some(Entry::Connection(conn)) => {
-                    conn.clear(flag::QUEUED);
+                    conn.state.set_queued(false);
                     self.read(key);
                     self.close_scheduled();
                 }
@@ -430,13 +414,7 @@ impl<H: Handler> Inner<H> {
                     }
                 }
                 TimerKind::Linger(key) => {
-                    if let Some(conn) = self.core.connection(key)
-                        && conn.has(flag::LINGERING)
-                    {
-                        let ending = match conn.finish {
-                            Finish::Close(ending) => ending,
-                            _ => Ending::Local,
-                        };
+                    if let Some(ending) = self.core.connection(key).and_then(|c| c.state.lingering()) {
                         self.core.schedule_close(key, ending.reason());
                     }
                 }
@@ -498,7 +476,7 @@ impl<H: Handler> Inner<H> {
                 let _ = self.core.remove_listener(key);
             }
             for key in connections {
-                let _ = self.core.finish(key, Finish::Close(Ending::Shutdown));
+                let _ = self.core.close(key, Ending::Shutdown);
             }
             self.core.set_timer(deadline, TimerKind::ShutdownDeadline);
             debug!("shutting down: {} connections to flush within {deadline:?}", self.core.counters.active);
