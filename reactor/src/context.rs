@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use mio::Interest;
 use mio::event::Source;
-use mio::net::TcpStream;
 
-use crate::connection::{Connection, Ending, State};
-use crate::core::{Core, Entry, RunState};
+use crate::connection::Ending;
+use crate::core::{Core, Entry};
 use crate::handler::ConnectOptions;
 use crate::listener::{Listener, ListenerOptions};
 use crate::stats::Counters;
@@ -37,24 +36,24 @@ impl Context<'_> {
     /// to watch it for room, is not returned here: it closes the connection and arrives as
     /// [`on_close`](crate::Handler::on_close).
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> io::Result<()> {
-        self.core.send(conn.0, data)
+        crate::connection::send(self.core, conn.0, data)
     }
 
     /// Closes gracefully: stop reading, flush what is queued, send FIN, then close (after the peer's FIN,
     /// or a short linger).
     pub fn close(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.close(conn.0, Ending::Local)
+        crate::connection::close(self.core, conn.0, Ending::Local)
     }
 
     /// Closes at once: drop queued output and reset the connection.
     pub fn abort(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.abort(conn.0)
+        crate::connection::abort(self.core, conn.0)
     }
 
     /// Half-closes: flush what is queued, then shut our sending side (the peer reads EOF) while still
     /// reading what the peer sends.
     pub fn shutdown_write(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.shutdown_write(conn.0)
+        crate::connection::shutdown_write(self.core, conn.0)
     }
 
     /// Stops reading from `conn` until [`resume_reading`](Self::resume_reading). Unread data stays in
@@ -70,7 +69,7 @@ impl Context<'_> {
     /// the peer's EOF.
     pub fn resume_reading(&mut self, conn: ConnId) -> io::Result<()> {
         self.core.live_connection(conn)?.state.resume_by_app();
-        self.core.queue_read(conn.0);
+        crate::connection::queue_read(self.core, conn.0);
         Ok(())
     }
 
@@ -141,37 +140,17 @@ impl Context<'_> {
     /// connect completes is queued. [`Config::idle_timeout`](crate::Config::idle_timeout) bounds how long
     /// it may take.
     pub fn connect_with(&mut self, options: &ConnectOptions) -> io::Result<ConnId> {
-        let socket = crate::sys::connect_nonblocking(options)?;
-        let stream = TcpStream::from_std(socket.into());
-        let conn = Connection::new(stream, self.core.now, State::connecting(options.nodelay));
-        let key = self.core.insert(
-            Entry::Connection(conn),
-            |e| match e {
-                Entry::Connection(c) => Some(&mut c.stream),
-                _ => None,
-            },
-            crate::sys::STREAM_INTEREST | Interest::WRITABLE,
-        )?;
-        self.core.counters.active += 1;
-        self.core.arm_idle_timer(key);
-        Ok(ConnId(key))
+        crate::connection::connect(self.core, options).map(ConnId)
     }
 
     /// Opens a listener; accepted connections arrive as [`on_open`](crate::Handler::on_open).
     pub fn listen(&mut self, options: &ListenerOptions) -> io::Result<ListenerId> {
-        if self.core.state != RunState::Running {
+        if !self.core.is_running() {
             return Err(io::Error::other("the loop is shutting down"));
         }
         let socket = options.bind()?;
-        let listener = Listener::new(socket, options, self.core.config.accept_backoff);
-        let key = self.core.insert(
-            Entry::Listener(listener),
-            |e| match e {
-                Entry::Listener(l) => Some(&mut l.socket),
-                _ => None,
-            },
-            Interest::READABLE,
-        )?;
+        let listener = Listener::new(socket, options, self.core.config().accept_backoff);
+        let key = self.core.insert(Entry::Listener(listener), Interest::READABLE)?;
         Ok(ListenerId(key))
     }
 
@@ -201,7 +180,10 @@ impl Context<'_> {
 
     /// Closes a listener. Peers still in its accept queue are reset by the kernel.
     pub fn close_listener(&mut self, listener: ListenerId) -> io::Result<()> {
-        self.core.remove_listener(listener.0)
+        match self.core.remove(listener.0) {
+            Some(_) => Ok(()),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "listener is closed")),
+        }
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag` once `after` has passed. A
@@ -237,7 +219,7 @@ impl Context<'_> {
 
     /// Cancels a timer; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.core.timers.cancel(timer.0)
+        self.core.cancel_timer(timer.0)
     }
 
     /// Registers one of the application's own sources (for example a `signal_hook_mio::v1_0::Signals`);
@@ -274,55 +256,46 @@ impl Context<'_> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn register(&mut self, source: &mut dyn Source, interest: Interest) -> io::Result<SourceId> {
-        let key = self.core.insert(Entry::Source, |_| None, interest)?;
-        log::trace!("register {key:?} {interest:?}");
-        if let Err(e) = self.core.registry.register(source, key.token(), interest) {
-            self.core.slots.remove(key.slot);
-            return Err(e);
-        }
-        Ok(SourceId(key))
+        self.core.register_source(source, interest).map(SourceId)
     }
 
     /// Removes a source registered with [`register`](Self::register).
     pub fn deregister(&mut self, source: &mut dyn Source, id: SourceId) -> io::Result<()> {
-        match self.core.entry(id.0) {
-            Some(Entry::Source) => {
-                self.core.slots.remove(id.0.slot);
-                self.core.registry.deregister(source)
-            }
-            _ => Err(io::Error::new(io::ErrorKind::NotFound, format!("{id} is not registered"))),
+        match self.core.remove(id.0) {
+            Some(_) => self.core.registry().deregister(source),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{id} is not registered"))),
         }
     }
 
     /// Stops the loop after this turn, closing nothing (see [`Handle::stop`](crate::Handle::stop)).
     pub fn stop(&mut self) {
-        self.core.state = RunState::Stopped;
+        self.core.stop();
     }
 
     /// Begins a graceful shutdown (see [`Handle::shutdown`](crate::Handle::shutdown)).
     pub fn shutdown(&mut self, deadline: Duration) {
-        self.core.shutdown_requested.get_or_insert(deadline);
+        self.core.request_shutdown(deadline);
     }
 
     /// The loop's counters as of now.
     pub fn stats(&self) -> &Counters {
-        &self.core.counters
+        self.core.counters()
     }
 
     /// The time this loop turn began: cheaper than `Instant::now()` and the same for every callback in
     /// the turn.
     pub fn now(&self) -> Instant {
-        self.core.now
+        self.core.now()
     }
 
     /// Connections open in this loop, accepted and outbound.
     pub fn connections(&self) -> usize {
-        self.core.counters.active as usize
+        self.core.counters().active as usize
     }
 }
 
 impl std::fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("connections", &self.core.counters.active).finish_non_exhaustive()
+        f.debug_struct("Context").field("connections", &self.core.counters().active).finish_non_exhaustive()
     }
 }

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use mio::Interest;
 use mio::net::UdpSocket;
 
-use crate::core::{Core, Entry};
+use crate::core::Entry;
 use crate::dispatch::Inner;
 use crate::token::Key;
 use crate::{Context, Handler, UdpId};
@@ -31,11 +31,20 @@ pub(crate) struct Datagram {
     pub(crate) queued: bool,
 }
 
-impl Core {
-    fn datagram(&mut self, key: Key) -> Option<&mut Datagram> {
-        match self.entry(key) {
-            Some(Entry::Udp(d)) => Some(d),
-            _ => None,
+impl Datagram {
+    /// Sends one datagram; a refusal with `WouldBlock` is remembered, to report the next writable edge.
+    fn send_to(&mut self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        loop {
+            match self.socket.send_to(data, to) {
+                Ok(_) => return Ok(()),
+                Err(e) if crate::io_util::interrupted(&e) => {}
+                Err(e) => {
+                    if crate::io_util::would_block(&e) {
+                        self.refused = true;
+                    }
+                    return Err(e);
+                }
+            }
         }
     }
 }
@@ -46,14 +55,7 @@ impl Context<'_> {
         let socket = UdpSocket::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))?;
         let datagram = Datagram { socket, refused: false, queued: false };
-        let key = self.core.insert(
-            Entry::Udp(datagram),
-            |e| match e {
-                Entry::Udp(d) => Some(&mut d.socket),
-                _ => None,
-            },
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        let key = self.core.insert(Entry::Udp(datagram), Interest::READABLE | Interest::WRITABLE)?;
         Ok(UdpId(key))
     }
 
@@ -64,23 +66,17 @@ impl Context<'_> {
         let Some(datagram) = self.core.datagram(socket.0) else {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("{socket} is closed")));
         };
-        loop {
-            match datagram.socket.send_to(data, to) {
-                Ok(_) => {
-                    self.core.counters.datagrams_out += 1;
-                    self.core.counters.bytes_out += data.len() as u64;
-                    return Ok(());
-                }
-                Err(e) if crate::io_util::interrupted(&e) => {}
-                Err(e) => {
-                    if crate::io_util::would_block(&e) {
-                        datagram.refused = true;
-                        self.core.counters.datagrams_refused += 1;
-                    }
-                    return Err(e);
-                }
+        let result = datagram.send_to(data, to);
+        let counters = self.core.counters_mut();
+        match &result {
+            Ok(()) => {
+                counters.datagrams_out += 1;
+                counters.bytes_out += data.len() as u64;
             }
+            Err(e) if crate::io_util::would_block(e) => counters.datagrams_refused += 1,
+            Err(_) => {}
         }
+        result
     }
 
     /// The address a UDP socket is bound to.
@@ -93,14 +89,10 @@ impl Context<'_> {
 
     /// Closes a UDP socket.
     pub fn close_udp(&mut self, socket: UdpId) -> io::Result<()> {
-        let Some(Entry::Udp(_)) = self.core.entry(socket.0) else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{socket} is closed")));
-        };
-        let Entry::Udp(mut datagram) = self.core.slots.remove(socket.0.slot).entry else {
-            unreachable!("checked above")
-        };
-        self.core.deregister(&mut datagram.socket, socket.0);
-        Ok(())
+        match self.core.remove(socket.0) {
+            Some(_) => Ok(()),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{socket} is closed"))),
+        }
     }
 }
 
@@ -125,8 +117,9 @@ impl<H: Handler> Inner<H> {
             let Some(datagram) = self.core.datagram(key) else { return };
             match datagram.socket.recv_from(&mut self.read_buffer) {
                 Ok((n, from)) => {
-                    self.core.counters.datagrams_in += 1;
-                    self.core.counters.bytes_in += n as u64;
+                    let counters = self.core.counters_mut();
+                    counters.datagrams_in += 1;
+                    counters.bytes_in += n as u64;
                     let data = &self.read_buffer[..n];
                     self.handler.on_datagram(&mut Context { core: &mut self.core }, UdpId(key), data, from);
                     self.close_scheduled();

@@ -10,7 +10,7 @@ use log::{debug, warn};
 use mio::event::Event;
 
 use crate::connection::{Connection, Ending, State};
-use crate::core::{Core, Entry, RunState};
+use crate::core::{Core, Entry};
 use crate::handle::Requests;
 use crate::handler::{AfterEof, CloseReason, Next, Origin};
 use crate::listener::Hold;
@@ -26,9 +26,6 @@ pub(crate) struct Inner<H: Handler> {
     pub(crate) read_buffer: Box<[u8]>,
     pub(crate) requests: Arc<Requests>,
     pub(crate) messages: Receiver<H::Message>,
-    /// When resource warnings were last logged, and how many were held back since.
-    warned: Option<Instant>,
-    suppressed: u64,
 }
 
 impl<H: Handler> Inner<H> {
@@ -38,8 +35,8 @@ impl<H: Handler> Inner<H> {
         requests: Arc<Requests>,
         messages: Receiver<H::Message>,
     ) -> Self {
-        let read_buffer = vec![0; core.config.read_buffer].into_boxed_slice();
-        Inner { core, handler, read_buffer, requests, messages, warned: None, suppressed: 0 }
+        let read_buffer = vec![0; core.config().read_buffer].into_boxed_slice();
+        Inner { core, handler, read_buffer, requests, messages }
     }
 
     fn ctx(&mut self) -> (&mut H, Context<'_>) {
@@ -49,18 +46,16 @@ impl<H: Handler> Inner<H> {
     /// Routes one event to its entry; events for entries that no longer exist are counted and dropped.
     pub(crate) fn dispatch(&mut self, event: &Event) {
         let key = Key::from_token(event.token());
-        match self.core.slots.get(key.slot) {
-            Some(slot) if slot.generation == key.generation => match slot.entry {
-                Entry::Connection(_) => self.connection_event(key, event),
-                Entry::Listener(_) => self.accept(key),
-                Entry::Udp(_) => self.datagram_event(key, event),
-                Entry::Source => {
-                    let (handler, mut ctx) = self.ctx();
-                    handler.on_source_ready(&mut ctx, SourceId(key), event);
-                    self.close_scheduled();
-                }
-            },
-            _ => self.core.counters.stale_events += 1,
+        match self.core.entry(key) {
+            Some(Entry::Connection(_)) => self.connection_event(key, event),
+            Some(Entry::Listener(_)) => self.accept(key),
+            Some(Entry::Udp(_)) => self.datagram_event(key, event),
+            Some(Entry::Source) => {
+                let (handler, mut ctx) = self.ctx();
+                handler.on_source_ready(&mut ctx, SourceId(key), event);
+                self.close_scheduled();
+            }
+            None => self.core.counters_mut().stale_events += 1,
         }
     }
 
@@ -86,7 +81,10 @@ impl<H: Handler> Inner<H> {
         conn.state.readiness(event.is_readable() || hangup, hangup, crate::sys::urgent_data(event));
         // A parked connection is read from the ready list, once per turn, not here as well.
         let parked = conn.state.is_queued();
-        if event.is_writable() && conn.state.writable_interest() && self.core.flush(key) {
+        if event.is_writable()
+            && conn.state.writable_interest()
+            && crate::connection::flush(&mut self.core, key)
+        {
             let (handler, mut ctx) = self.ctx();
             handler.on_drained(&mut ctx, ConnId(key));
         }
@@ -101,10 +99,10 @@ impl<H: Handler> Inner<H> {
     /// and a call's prologue and epilogue were a tenth of the loop's own instructions per message.
     #[inline(always)]
     pub(crate) fn read(&mut self, key: Key) {
-        let mut budget = self.core.config.read_budget;
-        let written_at_start = self.core.counters.bytes_out;
+        let mut budget = self.core.config().read_budget;
+        let written_at_start = self.core.counters().bytes_out;
         loop {
-            let now = self.core.now;
+            let now = self.core.now();
             let Some(conn) = self.core.connection(key) else { return };
             if !conn.state.wants_read() {
                 return;
@@ -132,9 +130,9 @@ impl<H: Handler> Inner<H> {
                         conn.state.drained();
                     }
                     if conn.state.lingering().is_some() {
-                        self.core.counters.bytes_discarded += n as u64;
+                        self.core.counters_mut().bytes_discarded += n as u64;
                     } else {
-                        self.core.counters.bytes_in += n as u64;
+                        self.core.counters_mut().bytes_in += n as u64;
                         let next = self.handler.on_data(
                             &mut Context { core: &mut self.core },
                             ConnId(key),
@@ -150,7 +148,7 @@ impl<H: Handler> Inner<H> {
                     // this connection's turn began counts too, so a peer whose every line fans out to
                     // many others yields as soon as one that floods.
                     budget = budget.saturating_sub(n);
-                    let written = self.core.counters.bytes_out.wrapping_sub(written_at_start);
+                    let written = self.core.counters().bytes_out.wrapping_sub(written_at_start);
                     if written >= budget as u64 {
                         budget = 0;
                     }
@@ -177,7 +175,7 @@ impl<H: Handler> Inner<H> {
                 }
             }
             Next::Close => {
-                let _ = self.core.close(key, Ending::Local);
+                let _ = crate::connection::close(&mut self.core, key, Ending::Local);
             }
         }
     }
@@ -192,9 +190,9 @@ impl<H: Handler> Inner<H> {
         let (handler, mut ctx) = self.ctx();
         match handler.on_eof(&mut ctx, ConnId(key)) {
             AfterEof::Close => {
-                let _ = self.core.close(key, Ending::PeerClosed);
+                let _ = crate::connection::close(&mut self.core, key, Ending::PeerClosed);
             }
-            AfterEof::KeepOpen => self.core.finish_if_flushed(key),
+            AfterEof::KeepOpen => crate::connection::finish_if_flushed(&mut self.core, key),
         }
     }
 
@@ -217,7 +215,7 @@ impl<H: Handler> Inner<H> {
         if conn.state.connected() == Some(true) {
             let _ = conn.stream.set_nodelay(true);
         }
-        self.core.counters.connected += 1;
+        self.core.counters_mut().connected += 1;
         debug!("{} connected", ConnId(key));
         let (handler, mut ctx) = self.ctx();
         handler.on_open(&mut ctx, ConnId(key), Origin::Connected);
@@ -225,14 +223,14 @@ impl<H: Handler> Inner<H> {
         // now either drains it (and drops WRITABLE) or leaves it for the next writable edge.
         let queued = self.core.connection(key).is_some_and(|c| !c.output.is_empty());
         if queued {
-            if self.core.flush(key) {
+            if crate::connection::flush(&mut self.core, key) {
                 let (handler, mut ctx) = self.ctx();
                 handler.on_drained(&mut ctx, ConnId(key));
             }
         } else {
-            self.core.want_write(key, false);
+            crate::connection::want_write(&mut self.core, key, false);
         }
-        self.core.finish_if_flushed(key);
+        crate::connection::finish_if_flushed(&mut self.core, key);
         self.read(key);
     }
 
@@ -240,20 +238,21 @@ impl<H: Handler> Inner<H> {
     /// accept budget: past it the listener waits on the ready list for the next turn, so that a connect
     /// flood cannot hold one turn while the peers already connected wait.
     pub(crate) fn accept(&mut self, key: Key) {
-        for _ in 0..self.core.config.accept_budget {
-            if self.core.state != RunState::Running {
+        for _ in 0..self.core.config().accept_budget {
+            if !self.core.is_running() {
                 return;
             }
-            let (max, connections) = (self.core.config.max_connections, self.core.connections);
-            let initial_backoff = self.core.config.accept_backoff;
+            let (max, connections) = (self.core.config().max_connections, self.core.accepted_open());
+            let initial_backoff = self.core.config().accept_backoff;
             let Some(listener) = self.core.listener(key) else { return };
             if listener.hold.is_some() {
                 return;
             }
             if connections >= max {
                 self.core.hold_listener(key, Hold::AtCapacity);
-                self.core.counters.accept_paused_at_cap += 1;
-                self.warn(format_args!("at max_connections ({max}): new peers wait in the accept queue"));
+                self.core.counters_mut().accept_paused_at_cap += 1;
+                self.core
+                    .warn(format_args!("at max_connections ({max}): new peers wait in the accept queue"));
                 return;
             }
             match listener.accept() {
@@ -268,7 +267,7 @@ impl<H: Handler> Inner<H> {
                 Err(e) if crate::io_util::interrupted(&e) => {}
                 Err(e) => {
                     let kind = AcceptErrorKind::of(&e);
-                    self.core.counters.accept_errors[kind as usize] += 1;
+                    self.core.counters_mut().accept_errors[kind as usize] += 1;
                     if kind == AcceptErrorKind::Econnaborted {
                         continue;
                     }
@@ -281,26 +280,16 @@ impl<H: Handler> Inner<H> {
     }
 
     fn open_accepted(&mut self, listener: Key, stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
-        let conn = Connection::new(stream, self.core.now, State::accepted());
-        let inserted = self.core.insert(
-            Entry::Connection(conn),
-            |e| match e {
-                Entry::Connection(c) => Some(&mut c.stream),
-                _ => None,
-            },
-            crate::sys::STREAM_INTEREST,
-        );
+        let conn = Connection::new(stream, self.core.now(), State::accepted());
+        let inserted = self.core.insert(Entry::Connection(conn), crate::sys::STREAM_INTEREST);
         let key = match inserted {
             Ok(key) => key,
             Err(e) => {
-                self.warn(format_args!("dropping connection from {peer}: cannot register it: {e}"));
+                self.core.warn(format_args!("dropping connection from {peer}: cannot register it: {e}"));
                 return;
             }
         };
-        self.core.counters.accepted += 1;
-        self.core.counters.active += 1;
-        self.core.connections += 1;
-        self.core.arm_idle_timer(key);
+        crate::connection::arm_idle_timer(&mut self.core, key);
         debug!("{} accepted from {peer}", ConnId(key));
         let (handler, mut ctx) = self.ctx();
         handler.on_open(&mut ctx, ConnId(key), Origin::Accepted(ListenerId(listener)));
@@ -310,7 +299,7 @@ impl<H: Handler> Inner<H> {
     /// Out of descriptors or memory (or an unexpected error): stop accepting on this listener until a
     /// connection closes or the back-off timer fires, so the loop never spins on a full accept queue.
     fn back_off(&mut self, key: Key, error: &io::Error) {
-        let max = self.core.config.accept_backoff_max;
+        let max = self.core.config().accept_backoff_max;
         let Some(listener) = self.core.listener(key) else { return };
         let delay = listener.backoff;
         listener.backoff = delay.saturating_mul(2).min(max);
@@ -321,34 +310,17 @@ impl<H: Handler> Inner<H> {
             self.core.set_timer(delay, TimerKind::AcceptRetry(key));
         }
         let limit = crate::sys::fd_limit().map(|l| l.to_string()).unwrap_or_default();
-        self.warn(format_args!(
+        self.core.warn(format_args!(
             "accept failed: {error} ({}; fd limit {limit}); accepting again when a connection closes or in {delay:?}",
             crate::io_util::errno_name(error)
         ));
-    }
-
-    /// Logs a resource warning at most once a second, saying how many were held back.
-    fn warn(&mut self, message: std::fmt::Arguments<'_>) {
-        let now = self.core.now;
-        match self.warned {
-            Some(at) if now.duration_since(at).as_secs() < 1 => self.suppressed += 1,
-            _ => {
-                if self.suppressed > 0 {
-                    warn!("{message} (and {} similar since the last warning)", self.suppressed);
-                } else {
-                    warn!("{message}");
-                }
-                self.warned = Some(now);
-                self.suppressed = 0;
-            }
-        }
     }
 
     /// Closes every connection scheduled to close and tells the application. Callbacks may schedule
     /// more; they are closed in the same call.
     #[inline]
     pub(crate) fn close_scheduled(&mut self) {
-        if !self.core.closing.is_empty() {
+        if self.core.has_closing() {
             self.close_scheduled_now();
         }
     }
@@ -356,11 +328,11 @@ impl<H: Handler> Inner<H> {
     #[cold]
     #[inline(never)]
     fn close_scheduled_now(&mut self) {
-        while let Some((key, reason)) = self.core.closing.pop() {
-            if !self.core.remove_connection(key) {
+        while let Some((key, reason)) = self.core.pop_closing() {
+            if self.core.remove(key).is_none() {
                 continue;
             }
-            self.core.counters.closed[reason.kind().index()] += 1;
+            self.core.counters_mut().closed[reason.kind().index()] += 1;
             debug!("{} closed: {reason}", ConnId(key));
             let (handler, mut ctx) = self.ctx();
             handler.on_close(&mut ctx, ConnId(key), &reason);
@@ -371,7 +343,7 @@ impl<H: Handler> Inner<H> {
     /// Entries parked during this turn wait for the next, so a flooding peer gets one budget per turn.
     pub(crate) fn run_ready(&mut self, count: usize) {
         for _ in 0..count {
-            let Some(key) = self.core.ready.pop_front() else { break };
+            let Some(key) = self.core.pop_ready() else { break };
             match self.core.entry(key) {
                 Some(Entry::Connection(conn)) => {
                     conn.state.set_queued(false);
@@ -394,9 +366,9 @@ impl<H: Handler> Inner<H> {
     /// Fires the timers that were due when the phase began (a timer set meanwhile waits for the next
     /// turn, so a callback that re-arms a zero-length timer cannot trap the loop).
     pub(crate) fn fire_timers(&mut self) {
-        let now = self.core.now;
-        for _ in 0..self.core.timers.len() {
-            let Some((timer, kind)) = self.core.timers.pop_expired(now) else { break };
+        let now = self.core.now();
+        for _ in 0..self.core.timers_len() {
+            let Some((timer, kind)) = self.core.pop_expired_timer(now) else { break };
             match kind {
                 TimerKind::User(tag) => {
                     let (handler, mut ctx) = self.ctx();
@@ -406,11 +378,9 @@ impl<H: Handler> Inner<H> {
                 TimerKind::AcceptRetry(key) => {
                     if let Some(listener) = self.core.listener(key) {
                         listener.retry_armed = false;
-                        if listener.hold == Some(Hold::Exhausted) {
-                            listener.hold = None;
-                            self.core.waiting_listeners.retain(|k| *k != key);
-                            self.accept(key);
-                        }
+                    }
+                    if self.core.release_listener(key, Hold::Exhausted) {
+                        self.accept(key);
                     }
                 }
                 TimerKind::Linger(key) => {
@@ -425,7 +395,7 @@ impl<H: Handler> Inner<H> {
     }
 
     fn check_idle(&mut self, key: Key, now: Instant) {
-        let Some(idle) = self.core.config.idle_timeout else { return };
+        let Some(idle) = self.core.config().idle_timeout else { return };
         let Some(conn) = self.core.connection(key) else { return };
         conn.idle_timer = None;
         let quiet = now.saturating_duration_since(conn.last_active);
@@ -443,12 +413,12 @@ impl<H: Handler> Inner<H> {
     /// turn, so a flood of messages cannot starve the sockets).
     pub(crate) fn take_requests(&mut self) {
         if self.requests.take_stop() {
-            self.core.state = RunState::Stopped;
+            self.core.stop();
         }
         if let Some(deadline) = self.requests.take_shutdown() {
-            self.core.shutdown_requested.get_or_insert(deadline);
+            self.core.request_shutdown(deadline);
         }
-        for _ in 0..self.core.config.message_capacity {
+        for _ in 0..self.core.config().message_capacity {
             let Ok(message) = self.messages.try_recv() else { break };
             let (handler, mut ctx) = self.ctx();
             handler.on_message(&mut ctx, message);
@@ -458,46 +428,25 @@ impl<H: Handler> Inner<H> {
 
     /// Starts a graceful shutdown if one was asked for, and ends the loop once it is complete.
     pub(crate) fn progress_shutdown(&mut self) {
-        if let Some(deadline) = self.core.shutdown_requested.take()
-            && self.core.state == RunState::Running
-        {
-            self.core.state = RunState::Draining;
-            let mut listeners = Vec::new();
-            let mut connections = Vec::new();
-            for (slot, entry) in self.core.slots.iter() {
-                let key = Key { slot, generation: entry.generation };
-                match entry.entry {
-                    Entry::Listener(_) => listeners.push(key),
-                    Entry::Connection(_) => connections.push(key),
-                    Entry::Udp(_) | Entry::Source => {}
-                }
+        if let Some(deadline) = self.core.begin_draining() {
+            for key in self.core.keys(|e| matches!(e, Entry::Listener(_))) {
+                self.core.remove(key);
             }
-            for key in listeners {
-                let _ = self.core.remove_listener(key);
-            }
-            for key in connections {
-                let _ = self.core.close(key, Ending::Shutdown);
+            for key in self.core.keys(|e| matches!(e, Entry::Connection(_))) {
+                let _ = crate::connection::close(&mut self.core, key, Ending::Shutdown);
             }
             self.core.set_timer(deadline, TimerKind::ShutdownDeadline);
-            debug!("shutting down: {} connections to flush within {deadline:?}", self.core.counters.active);
+            debug!("shutting down: {} connections to flush within {deadline:?}", self.core.counters().active);
             let (handler, mut ctx) = self.ctx();
             handler.on_shutdown(&mut ctx);
             self.close_scheduled();
         }
-        if self.core.state == RunState::Draining && self.core.counters.active == 0 {
-            self.core.state = RunState::Stopped;
-        }
+        self.core.stop_if_drained();
     }
 
     /// The shutdown deadline passed: close what is left as it is.
     fn abandon_all(&mut self) {
-        let keys: Vec<Key> = self
-            .core
-            .slots
-            .iter()
-            .filter(|(_, s)| matches!(s.entry, Entry::Connection(_)))
-            .map(|(slot, s)| Key { slot, generation: s.generation })
-            .collect();
+        let keys = self.core.keys(|e| matches!(e, Entry::Connection(_)));
         if !keys.is_empty() {
             warn!("shutdown deadline passed: closing {} connections with output still queued", keys.len());
         }

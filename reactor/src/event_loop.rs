@@ -9,7 +9,7 @@ use std::time::Duration;
 use log::info;
 use mio::{Events, Poll};
 
-use crate::core::{Core, RunState};
+use crate::core::Core;
 use crate::dispatch::Inner;
 use crate::handle::{Handle, Requests};
 use crate::token::WAKER;
@@ -111,7 +111,7 @@ impl<H: Handler> EventLoop<H> {
     /// For a host program that drives the loop from its own.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<Turn> {
         let inner = &mut self.inner;
-        if inner.core.state == RunState::Stopped {
+        if inner.core.is_stopped() {
             return Ok(Turn::Stopped);
         }
         // Release what callbacks outside a turn (setup through `context`) scheduled to close.
@@ -124,11 +124,11 @@ impl<H: Handler> EventLoop<H> {
             Err(e) if crate::io_util::interrupted(&e) => {}
             Err(e) => return Err(e),
         }
-        inner.core.now = std::time::Instant::now();
-        inner.core.counters.turns += 1;
+        inner.core.set_now(std::time::Instant::now());
+        inner.core.counters_mut().turns += 1;
 
         // Dispatch. Entries parked on earlier turns wait until the fresh events are served.
-        let parked = inner.core.ready.len();
+        let parked = inner.core.ready_len();
         let mut woken = false;
         for event in self.events.iter() {
             if event.token() == WAKER {
@@ -146,17 +146,17 @@ impl<H: Handler> EventLoop<H> {
         inner.fire_timers();
         inner.progress_shutdown();
 
-        self.stats.publish(&inner.core.counters);
-        Ok(if inner.core.state == RunState::Stopped { Turn::Stopped } else { Turn::Running })
+        self.stats.publish(inner.core.counters());
+        Ok(if inner.core.is_stopped() { Turn::Stopped } else { Turn::Running })
     }
 }
 
 /// Waits no longer than the earliest timer, and not at all when work is already waiting.
 fn poll_timeout(core: &mut Core, asked: Option<Duration>) -> Option<Duration> {
-    if !core.ready.is_empty() || !core.closing.is_empty() || core.shutdown_requested.is_some() {
+    if core.ready_len() > 0 || core.has_closing() || core.shutdown_requested() {
         return Some(Duration::ZERO);
     }
-    let timer = core.timers.next_deadline().map(|at| at.saturating_duration_since(std::time::Instant::now()));
+    let timer = core.next_deadline().map(|at| at.saturating_duration_since(std::time::Instant::now()));
     match (asked, timer) {
         (Some(a), Some(t)) => Some(a.min(t)),
         (a, t) => a.or(t),
@@ -196,9 +196,9 @@ fn log_capacity(config: &Config) {
 impl<H: Handler> fmt::Debug for EventLoop<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventLoop")
-            .field("entries", &self.inner.core.slots.len())
-            .field("connections", &self.inner.core.counters.active)
-            .field("timers", &self.inner.core.timers.len())
+            .field("entries", &self.inner.core.len())
+            .field("connections", &self.inner.core.counters().active)
+            .field("timers", &self.inner.core.timers_len())
             .finish_non_exhaustive()
     }
 }

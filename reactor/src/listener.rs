@@ -129,6 +129,11 @@ impl Listener {
         }
     }
 
+    /// Held until a connection closes (at capacity, or out of descriptors or memory).
+    pub(crate) fn waits_for_close(&self) -> bool {
+        matches!(self.hold, Some(Hold::AtCapacity | Hold::Exhausted))
+    }
+
     /// Accepts one connection: the seam where scripted errors replace the kernel's answer.
     pub(crate) fn accept(&mut self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
         #[cfg(feature = "fault-injection")]
