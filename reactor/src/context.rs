@@ -36,24 +36,24 @@ impl Context<'_> {
     /// to watch it for room, is not returned here: it closes the connection and arrives as
     /// [`on_close`](crate::Handler::on_close).
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> io::Result<()> {
-        crate::connection::send(self.core, conn.0, data)
+        crate::connection::write::send(self.core, conn.0, data)
     }
 
     /// Closes gracefully: stop reading, flush what is queued, send FIN, then close (after the peer's FIN,
     /// or a short linger).
     pub fn close(&mut self, conn: ConnId) -> io::Result<()> {
-        crate::connection::close(self.core, conn.0, Ending::Local)
+        crate::connection::write::close(self.core, conn.0, Ending::Local)
     }
 
     /// Closes at once: drop queued output and reset the connection.
     pub fn abort(&mut self, conn: ConnId) -> io::Result<()> {
-        crate::connection::abort(self.core, conn.0)
+        crate::connection::write::abort(self.core, conn.0)
     }
 
     /// Half-closes: flush what is queued, then shut our sending side (the peer reads EOF) while still
     /// reading what the peer sends.
     pub fn shutdown_write(&mut self, conn: ConnId) -> io::Result<()> {
-        crate::connection::shutdown_write(self.core, conn.0)
+        crate::connection::write::shutdown_write(self.core, conn.0)
     }
 
     /// Stops reading from `conn` until [`resume_reading`](Self::resume_reading). Unread data stays in
@@ -69,7 +69,7 @@ impl Context<'_> {
     /// the peer's EOF.
     pub fn resume_reading(&mut self, conn: ConnId) -> io::Result<()> {
         self.core.live_connection(conn)?.state.resume_by_app();
-        crate::connection::queue_read(self.core, conn.0);
+        crate::connection::read::queue_read(self.core, conn.0);
         Ok(())
     }
 

@@ -4,20 +4,19 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
-use std::time::Instant;
 
 use log::{debug, warn};
 use mio::event::Event;
 
-use crate::connection::{Connection, Ending, State};
+use crate::connection::{self, Ending};
 use crate::core::{Core, Entry};
 use crate::handle::Requests;
-use crate::handler::{AfterEof, CloseReason, Next, Origin};
+use crate::handler::CloseReason;
 use crate::listener::Hold;
 use crate::stats::AcceptErrorKind;
 use crate::timer::TimerKind;
 use crate::token::Key;
-use crate::{ConnId, Context, Handler, ListenerId, SourceId, TimerId};
+use crate::{Context, Handler, SourceId, TimerId};
 
 /// Everything a turn works on except the poller and its event buffer, which the turn iterates.
 pub(crate) struct Inner<H: Handler> {
@@ -39,6 +38,11 @@ impl<H: Handler> Inner<H> {
         Inner { core, handler, read_buffer, requests, messages }
     }
 
+    /// Closes what callbacks scheduled to close.
+    pub(crate) fn close_scheduled(&mut self) {
+        connection::close_scheduled(&mut self.core, &mut self.handler);
+    }
+
     fn ctx(&mut self) -> (&mut H, Context<'_>) {
         (&mut self.handler, Context { core: &mut self.core })
     }
@@ -47,7 +51,16 @@ impl<H: Handler> Inner<H> {
     pub(crate) fn dispatch(&mut self, event: &Event) {
         let key = Key::from_token(event.token());
         match self.core.entry(key) {
-            Some(Entry::Connection(_)) => self.connection_event(key, event),
+            Some(Entry::Connection(_)) => {
+                connection::read::on_event(
+                    &mut self.core,
+                    &mut self.handler,
+                    &mut self.read_buffer,
+                    key,
+                    event,
+                );
+                self.close_scheduled();
+            }
             Some(Entry::Listener(_)) => self.accept(key),
             Some(Entry::Udp(_)) => self.datagram_event(key, event),
             Some(Entry::Source) => {
@@ -57,181 +70,6 @@ impl<H: Handler> Inner<H> {
             }
             None => self.core.counters_mut().stale_events += 1,
         }
-    }
-
-    fn connection_event(&mut self, key: Key, event: &Event) {
-        let Some(conn) = self.core.connection(key) else { return };
-        if conn.state.is_closed() {
-            return;
-        }
-        if conn.state.is_opening() {
-            self.finish_connect(key);
-            self.close_scheduled();
-            return;
-        }
-        if event.is_error() {
-            let error = conn.stream.take_error().ok().flatten();
-            if let Some(error) = error {
-                self.core.schedule_close(key, CloseReason::from_io(error));
-                self.close_scheduled();
-                return;
-            }
-        }
-        let hangup = event.is_read_closed();
-        conn.state.readiness(event.is_readable() || hangup, hangup, crate::sys::urgent_data(event));
-        // A parked connection is read from the ready list, once per turn, not here as well.
-        let parked = conn.state.is_queued();
-        if event.is_writable()
-            && conn.state.writable_interest()
-            && crate::connection::flush(&mut self.core, key)
-        {
-            let (handler, mut ctx) = self.ctx();
-            handler.on_drained(&mut ctx, ConnId(key));
-        }
-        if !parked {
-            self.read(key);
-        }
-        self.close_scheduled();
-    }
-
-    /// Reads until the socket is drained, the connection pauses, or its per-turn budget is spent (then it
-    /// waits on the ready list for the next turn). Inlined: it is the hot half of every echoed message,
-    /// and a call's prologue and epilogue were a tenth of the loop's own instructions per message.
-    #[inline(always)]
-    pub(crate) fn read(&mut self, key: Key) {
-        let mut budget = self.core.config().read_budget;
-        let written_at_start = self.core.counters().bytes_out;
-        loop {
-            let now = self.core.now();
-            let Some(conn) = self.core.connection(key) else { return };
-            if !conn.state.wants_read() {
-                return;
-            }
-            if budget == 0 {
-                conn.state.set_queued(true);
-                self.core.push_ready(key);
-                return;
-            }
-            match crate::sys::recv(&conn.stream, &mut self.read_buffer) {
-                Ok(0) => {
-                    conn.state.eof();
-                    self.peer_eof(key);
-                    return;
-                }
-                Ok(n) => {
-                    conn.last_active = now;
-                    // A short read drained the socket: the next arrival raises a new edge, so another
-                    // read now would only say EAGAIN. Unless the peer's FIN or urgent data came with
-                    // this edge (see `short_read_drains`).
-                    let drained = crate::sys::SHORT_READ_DRAINS
-                        && n < self.read_buffer.len()
-                        && conn.state.short_read_drains();
-                    if drained {
-                        conn.state.drained();
-                    }
-                    if conn.state.lingering().is_some() {
-                        self.core.counters_mut().bytes_discarded += n as u64;
-                    } else {
-                        self.core.counters_mut().bytes_in += n as u64;
-                        let next = self.handler.on_data(
-                            &mut Context { core: &mut self.core },
-                            ConnId(key),
-                            &self.read_buffer[..n],
-                        );
-                        self.after_data(key, next);
-                    }
-                    if drained {
-                        return;
-                    }
-                    // Only a full read goes round again, so only it is charged. The budget pays for the
-                    // work the data caused, not only for the bytes read: what the callbacks wrote since
-                    // this connection's turn began counts too, so a peer whose every line fans out to
-                    // many others yields as soon as one that floods.
-                    budget = budget.saturating_sub(n);
-                    let written = self.core.counters().bytes_out.wrapping_sub(written_at_start);
-                    if written >= budget as u64 {
-                        budget = 0;
-                    }
-                }
-                Err(e) if crate::io_util::would_block(&e) => {
-                    conn.state.read_would_block();
-                    return;
-                }
-                Err(e) if crate::io_util::interrupted(&e) => {}
-                Err(e) => {
-                    self.core.schedule_close(key, CloseReason::from_io(e));
-                    return;
-                }
-            }
-        }
-    }
-
-    fn after_data(&mut self, key: Key, next: Next) {
-        match next {
-            Next::Continue => {}
-            Next::Pause => {
-                if let Some(conn) = self.core.connection(key) {
-                    conn.state.pause_by_app();
-                }
-            }
-            Next::Close => {
-                let _ = crate::connection::close(&mut self.core, key, Ending::Local);
-            }
-        }
-    }
-
-    fn peer_eof(&mut self, key: Key) {
-        let Some(conn) = self.core.connection(key) else { return };
-        if let Some(ending) = conn.state.lingering() {
-            // Our FIN went out earlier; the peer's has now arrived: the close is complete.
-            self.core.schedule_close(key, ending.reason());
-            return;
-        }
-        let (handler, mut ctx) = self.ctx();
-        match handler.on_eof(&mut ctx, ConnId(key)) {
-            AfterEof::Close => {
-                let _ = crate::connection::close(&mut self.core, key, Ending::PeerClosed);
-            }
-            AfterEof::KeepOpen => crate::connection::finish_if_flushed(&mut self.core, key),
-        }
-    }
-
-    /// An outbound connect reported progress: find out whether it succeeded.
-    fn finish_connect(&mut self, key: Key) {
-        let Some(conn) = self.core.connection(key) else { return };
-        let failure = match conn.stream.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => match conn.stream.peer_addr() {
-                Ok(_) => None,
-                // Spurious wake-up: still connecting.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => Some(e),
-            },
-        };
-        if let Some(error) = failure {
-            self.core.schedule_close(key, CloseReason::ConnectFailed(error));
-            return;
-        }
-        if conn.state.connected() == Some(true) {
-            let _ = conn.stream.set_nodelay(true);
-        }
-        self.core.counters_mut().connected += 1;
-        debug!("{} connected", ConnId(key));
-        let (handler, mut ctx) = self.ctx();
-        handler.on_open(&mut ctx, ConnId(key), Origin::Connected);
-        // Output sent while connecting waits in the queue; WRITABLE is still registered, so flushing
-        // now either drains it (and drops WRITABLE) or leaves it for the next writable edge.
-        let queued = self.core.connection(key).is_some_and(|c| !c.output.is_empty());
-        if queued {
-            if crate::connection::flush(&mut self.core, key) {
-                let (handler, mut ctx) = self.ctx();
-                handler.on_drained(&mut ctx, ConnId(key));
-            }
-        } else {
-            crate::connection::want_write(&mut self.core, key, false);
-        }
-        crate::connection::finish_if_flushed(&mut self.core, key);
-        self.read(key);
     }
 
     /// Accepts until `WouldBlock`, the connection cap, an error that says to back off, or the per-turn
@@ -261,7 +99,7 @@ impl<H: Handler> Inner<H> {
                     if listener.nodelay {
                         let _ = stream.set_nodelay(true);
                     }
-                    self.open_accepted(key, stream, peer);
+                    connection::open_accepted(&mut self.core, &mut self.handler, key, stream, peer);
                 }
                 Err(e) if crate::io_util::would_block(&e) => return,
                 Err(e) if crate::io_util::interrupted(&e) => {}
@@ -277,23 +115,6 @@ impl<H: Handler> Inner<H> {
             }
         }
         self.core.queue_accept(key);
-    }
-
-    fn open_accepted(&mut self, listener: Key, stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
-        let conn = Connection::new(stream, self.core.now(), State::accepted());
-        let inserted = self.core.insert(Entry::Connection(conn), crate::sys::STREAM_INTEREST);
-        let key = match inserted {
-            Ok(key) => key,
-            Err(e) => {
-                self.core.warn(format_args!("dropping connection from {peer}: cannot register it: {e}"));
-                return;
-            }
-        };
-        crate::connection::arm_idle_timer(&mut self.core, key);
-        debug!("{} accepted from {peer}", ConnId(key));
-        let (handler, mut ctx) = self.ctx();
-        handler.on_open(&mut ctx, ConnId(key), Origin::Accepted(ListenerId(listener)));
-        self.close_scheduled();
     }
 
     /// Out of descriptors or memory (or an unexpected error): stop accepting on this listener until a
@@ -316,38 +137,19 @@ impl<H: Handler> Inner<H> {
         ));
     }
 
-    /// Closes every connection scheduled to close and tells the application. Callbacks may schedule
-    /// more; they are closed in the same call.
-    #[inline]
-    pub(crate) fn close_scheduled(&mut self) {
-        if self.core.has_closing() {
-            self.close_scheduled_now();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn close_scheduled_now(&mut self) {
-        while let Some((key, reason)) = self.core.pop_closing() {
-            if self.core.remove(key).is_none() {
-                continue;
-            }
-            self.core.counters_mut().closed[reason.kind().index()] += 1;
-            debug!("{} closed: {reason}", ConnId(key));
-            let (handler, mut ctx) = self.ctx();
-            handler.on_close(&mut ctx, ConnId(key), &reason);
-        }
-    }
-
     /// Works through the first `count` entries of the ready list: those left over from earlier turns.
     /// Entries parked during this turn wait for the next, so a flooding peer gets one budget per turn.
     pub(crate) fn run_ready(&mut self, count: usize) {
         for _ in 0..count {
             let Some(key) = self.core.pop_ready() else { break };
             match self.core.entry(key) {
-                Some(Entry::Connection(conn)) => {
-                    conn.state.set_queued(false);
-                    self.read(key);
+                Some(Entry::Connection(_)) => {
+                    connection::read::read_parked(
+                        &mut self.core,
+                        &mut self.handler,
+                        &mut self.read_buffer,
+                        key,
+                    );
                     self.close_scheduled();
                 }
                 Some(Entry::Listener(listener)) => {
@@ -374,7 +176,7 @@ impl<H: Handler> Inner<H> {
                     let (handler, mut ctx) = self.ctx();
                     handler.on_timer(&mut ctx, TimerId(timer), tag);
                 }
-                TimerKind::Idle(key) => self.check_idle(key, now),
+                TimerKind::Idle(key) => connection::idle_timer_fired(&mut self.core, key),
                 TimerKind::AcceptRetry(key) => {
                     if let Some(listener) = self.core.listener(key) {
                         listener.retry_armed = false;
@@ -383,29 +185,10 @@ impl<H: Handler> Inner<H> {
                         self.accept(key);
                     }
                 }
-                TimerKind::Linger(key) => {
-                    if let Some(ending) = self.core.connection(key).and_then(|c| c.state.lingering()) {
-                        self.core.schedule_close(key, ending.reason());
-                    }
-                }
+                TimerKind::Linger(key) => connection::write::linger_expired(&mut self.core, key),
                 TimerKind::ShutdownDeadline => self.abandon_all(),
             }
             self.close_scheduled();
-        }
-    }
-
-    fn check_idle(&mut self, key: Key, now: Instant) {
-        let Some(idle) = self.core.config().idle_timeout else { return };
-        let Some(conn) = self.core.connection(key) else { return };
-        conn.idle_timer = None;
-        let quiet = now.saturating_duration_since(conn.last_active);
-        if quiet >= idle {
-            self.core.schedule_close(key, CloseReason::IdleTimeout);
-        } else {
-            let timer = self.core.set_timer(idle - quiet, TimerKind::Idle(key));
-            if let Some(conn) = self.core.connection(key) {
-                conn.idle_timer = Some(timer);
-            }
         }
     }
 
@@ -433,7 +216,7 @@ impl<H: Handler> Inner<H> {
                 self.core.remove(key);
             }
             for key in self.core.keys(|e| matches!(e, Entry::Connection(_))) {
-                let _ = crate::connection::close(&mut self.core, key, Ending::Shutdown);
+                let _ = connection::write::close(&mut self.core, key, Ending::Shutdown);
             }
             self.core.set_timer(deadline, TimerKind::ShutdownDeadline);
             debug!("shutting down: {} connections to flush within {deadline:?}", self.core.counters().active);

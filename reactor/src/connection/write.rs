@@ -1,21 +1,21 @@
-//! A TCP connection in the loop's table, and the writing side of its life: send, queue, flush,
-//! back-pressure, half-close and close.
+//! The writing side of a connection: send, queue, flush, back-pressure, half-close and close.
 //!
-//! Writes go straight to the socket; only what the socket does not take is queued, and WRITABLE interest
-//! is registered only while something is queued, so a conversation that never fills the socket costs no
-//! `epoll_ctl` at all.
+//! Writes go straight to the socket; only what the socket does not take is queued, and WRITABLE
+//! interest is registered only while something is queued, so a conversation that never fills the
+//! socket costs no `epoll_ctl` at all. Past the high watermark of queued output the connection stops
+//! reading until the queue drains below the low one.
 
 use std::io;
 use std::net::Shutdown;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::Interest;
 use mio::net::TcpStream;
 
-use crate::core::{Core, Entry};
+use super::{Ending, Step, not_connected, read};
+use crate::core::Core;
 use crate::handler::CloseReason;
-use crate::handler::ConnectOptions;
-use crate::output::{Flush, OutputQueue};
+use crate::output::Flush;
 use crate::timer::TimerKind;
 use crate::token::Key;
 
@@ -23,25 +23,6 @@ use crate::token::Key;
 /// the peer's. Closing a socket with unread input makes the kernel send RST, which can destroy replies
 /// the peer has not read yet; lingering avoids that, and this bounds it.
 const LINGER: Duration = Duration::from_secs(2);
-
-mod state;
-
-pub(crate) use state::{Ending, State, Step};
-
-#[derive(Debug)]
-pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
-    pub(crate) output: OutputQueue,
-    pub(crate) last_active: Instant,
-    pub(crate) idle_timer: Option<Key>,
-    pub(crate) state: State,
-}
-
-impl Connection {
-    pub(crate) fn new(stream: TcpStream, now: Instant, state: State) -> Connection {
-        Connection { stream, output: OutputQueue::default(), last_active: now, idle_timer: None, state }
-    }
-}
 
 /// Writes `data` now, queueing what the socket does not take. See [`Context::send`](crate::Context).
 #[inline]
@@ -171,7 +152,7 @@ pub(crate) fn flush(core: &mut Core, key: Key) -> bool {
         }
     };
     if resume {
-        queue_read(core, key);
+        read::queue_read(core, key);
     }
     notify
 }
@@ -246,20 +227,8 @@ fn take_step(core: &mut Core, key: Key, step: Step) {
         Step::Close(ending) => core.schedule_close(key, ending.reason()),
         Step::Linger => {
             core.set_timer(LINGER, TimerKind::Linger(key));
-            queue_read(core, key);
+            read::queue_read(core, key);
         }
-    }
-}
-
-/// Puts a connection on the ready list so that the next turn reads from it (edge-triggered readiness
-/// will not report data that arrived while it was paused).
-pub(crate) fn queue_read(core: &mut Core, key: Key) {
-    if let Some(conn) = core.connection(key)
-        && conn.state.wants_read()
-        && !conn.state.is_queued()
-    {
-        conn.state.set_queued(true);
-        core.push_ready(key);
     }
 }
 
@@ -274,33 +243,18 @@ pub(crate) fn abort(core: &mut Core, key: Key) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts an outbound connect (see [`Context::connect_with`](crate::Context::connect_with)).
-pub(crate) fn connect(core: &mut Core, options: &ConnectOptions) -> io::Result<Key> {
-    let socket = crate::sys::connect_nonblocking(options)?;
-    let stream = TcpStream::from_std(socket.into());
-    let conn = Connection::new(stream, core.now(), State::connecting(options.nodelay));
-    let key = core.insert(Entry::Connection(conn), crate::sys::STREAM_INTEREST | Interest::WRITABLE)?;
-    arm_idle_timer(core, key);
-    Ok(key)
-}
-
-/// Starts the idle timer, if there is an idle timeout.
-pub(crate) fn arm_idle_timer(core: &mut Core, key: Key) {
-    if let Some(idle) = core.config().idle_timeout {
-        let timer = core.set_timer(idle, TimerKind::Idle(key));
-        if let Some(conn) = core.connection(key) {
-            conn.idle_timer = Some(timer);
-        }
+/// The linger timer fired: the peer's FIN did not come in time; close anyway.
+pub(crate) fn linger_expired(core: &mut Core, key: Key) {
+    if let Some(ending) = core.connection(key).and_then(|c| c.state.lingering()) {
+        core.schedule_close(key, ending.reason());
     }
-}
-
-pub(crate) fn not_connected(key: Key) -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, format!("connection {key:?} is closed"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::{Connection, State};
+    use crate::core::Entry;
 
     #[test]
     fn a_failed_reregister_closes_instead_of_stranding_output() {
