@@ -33,26 +33,38 @@ impl Ending {
 }
 
 /// Where a connection is in its life (see the diagram in the [module doc](super)).
+///
+/// `repr(u8)` with the reading phases first: [`State::wants_read`], asked before every read, is then
+/// one comparison of the tag instead of a decoding of a niche-packed layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 enum Phase {
-    /// An outbound connect is in progress. `then` is what the application asked meanwhile; `nodelay`
-    /// asks for TCP_NODELAY once connected.
-    Opening { nodelay: bool, then: Then },
     /// Connected: reading and writing.
-    Open,
+    Open = 0,
     /// Half-close asked: queued output flushes, then our FIN. Reading goes on.
-    ShuttingWrite,
+    ShuttingWrite = 1,
     /// Our FIN is out (half-closed by us); reading goes on until the peer's EOF.
-    WriteShut,
-    /// Close asked: queued output flushes and nothing more is read (the application hears no more
-    /// data); then our FIN.
-    Closing(Ending),
+    WriteShut = 2,
     /// Our FIN is out after a close: reading only to discard until the peer's FIN or the linger timer,
     /// so that unread input does not turn the close into a reset.
-    Lingering(Ending),
+    Lingering(Ending) = 3,
+    /// An outbound connect is in progress. `then` is what the application asked meanwhile; `nodelay`
+    /// asks for TCP_NODELAY once connected.
+    Opening { nodelay: bool, then: Then } = 4,
+    /// Close asked: queued output flushes and nothing more is read (the application hears no more
+    /// data); then our FIN.
+    Closing(Ending) = 5,
     /// Scheduled to close: removed as soon as the current callback returns. Events and calls are
     /// ignored.
-    Closed,
+    Closed = 6,
+}
+
+impl Phase {
+    /// The phases that read: the first four, so this compiles to one comparison of the tag.
+    #[inline]
+    fn reads(self) -> bool {
+        matches!(self, Phase::Open | Phase::ShuttingWrite | Phase::WriteShut | Phase::Lingering(_))
+    }
 }
 
 /// What an opening connection becomes once connected: what the application asked while it waited.
@@ -184,7 +196,7 @@ impl State {
     /// Scheduled to close: events and calls for it are ignored.
     #[inline]
     pub(crate) fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
+        matches!(self.phase, Phase::Closed)
     }
 
     /// An outbound connect is still in progress.
@@ -196,7 +208,7 @@ impl State {
     /// Open in both directions as far as we are concerned: a send may go straight to the socket.
     #[inline]
     pub(crate) fn is_open(&self) -> bool {
-        self.phase == Phase::Open
+        matches!(self.phase, Phase::Open)
     }
 
     /// Sends are still accepted (written now, or queued while the connect completes).
@@ -217,10 +229,8 @@ impl State {
     /// reads.
     #[inline]
     pub(crate) fn wants_read(&self) -> bool {
-        let phase_reads =
-            matches!(self.phase, Phase::Open | Phase::ShuttingWrite | Phase::WriteShut | Phase::Lingering(_));
         const STOPPED: u16 = READ_CLOSED | PAUSED_BY_APP | PAUSED_BY_BACKPRESSURE;
-        phase_reads && self.flags.0 & (READABLE | STOPPED) == READABLE
+        self.flags.0 & (READABLE | STOPPED) == READABLE && self.phase.reads()
     }
 
     // Reading.
@@ -423,7 +433,7 @@ impl State {
 
     /// Scheduled to close. Returns false if it already was (the first reason wins).
     pub(crate) fn close(&mut self) -> bool {
-        let was_open = self.phase != Phase::Closed;
+        let was_open = !matches!(self.phase, Phase::Closed);
         self.phase = Phase::Closed;
         was_open
     }
