@@ -8,9 +8,9 @@ use mio::Interest;
 use mio::event::Source;
 
 use crate::connection::Ending;
-use crate::core::{Core, Entry};
+use crate::core::Core;
 use crate::handler::ConnectOptions;
-use crate::listener::{Listener, ListenerOptions};
+use crate::listener::ListenerOptions;
 use crate::stats::Counters;
 use crate::timer::TimerKind;
 use crate::{ConnId, ListenerId, SourceId, TimerId};
@@ -145,19 +145,13 @@ impl Context<'_> {
 
     /// Opens a listener; accepted connections arrive as [`on_open`](crate::Handler::on_open).
     pub fn listen(&mut self, options: &ListenerOptions) -> io::Result<ListenerId> {
-        if !self.core.is_running() {
-            return Err(io::Error::other("the loop is shutting down"));
-        }
-        let socket = options.bind()?;
-        let listener = Listener::new(socket, options, self.core.config().accept_backoff);
-        let key = self.core.insert(Entry::Listener(listener), Interest::READABLE)?;
-        Ok(ListenerId(key))
+        crate::listener::open(self.core, options).map(ListenerId)
     }
 
     /// The address a listener is bound to (with the real port when it was bound to port 0).
     pub fn listener_addr(&mut self, listener: ListenerId) -> io::Result<SocketAddr> {
         match self.core.listener(listener.0) {
-            Some(l) => l.socket.local_addr(),
+            Some(l) => l.local_addr(),
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),
         }
     }
@@ -168,13 +162,10 @@ impl Context<'_> {
     /// `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
     pub fn inject_accept_errors(&mut self, listener: ListenerId, errnos: &[i32]) -> io::Result<()> {
-        match self.core.listener(listener.0) {
-            Some(l) => {
-                l.injected.extend(errnos);
-                self.core.queue_accept(listener.0);
-                Ok(())
-            }
-            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),
+        if crate::listener::inject_errors(self.core, listener.0, errnos) {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed")))
         }
     }
 

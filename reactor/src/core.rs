@@ -306,7 +306,7 @@ impl Core {
     pub(crate) fn hold_listener(&mut self, key: Key, hold: Hold) {
         if let Some(listener) = self.listener(key) {
             let was_waiting = listener.waits_for_close();
-            listener.hold = Some(hold);
+            listener.hold(hold);
             if !was_waiting && listener.waits_for_close() {
                 self.waiting_listeners.push(key);
             }
@@ -315,21 +315,19 @@ impl Core {
 
     /// Lifts a listener's hold (its back-off timer fired); returns whether it was held for that.
     pub(crate) fn release_listener(&mut self, key: Key, hold: Hold) -> bool {
-        match self.listener(key) {
-            Some(listener) if listener.hold == Some(hold) => {
-                listener.hold = None;
-                self.waiting_listeners.retain(|k| *k != key);
-                true
-            }
-            _ => false,
+        let released = self.listener(key).is_some_and(|listener| listener.release(hold));
+        if released {
+            self.waiting_listeners.retain(|k| *k != key);
         }
+        released
     }
 
     /// A descriptor (and a connection slot) came free: every listener that waited for one tries again.
     fn wake_waiting_listeners(&mut self) {
         while let Some(key) = self.waiting_listeners.pop() {
-            if let Some(listener) = self.listener(key) {
-                listener.hold = None;
+            if let Some(listener) = self.listener(key)
+                && listener.resume_after_close()
+            {
                 self.queue_accept(key);
             }
         }
@@ -337,10 +335,7 @@ impl Core {
 
     /// Puts a listener on the ready list, once, so that the next turn accepts from it.
     pub(crate) fn queue_accept(&mut self, key: Key) {
-        if let Some(listener) = self.listener(key)
-            && !listener.queued
-        {
-            listener.queued = true;
+        if self.listener(key).is_some_and(Listener::set_queued) {
             self.push_ready(key);
         }
     }

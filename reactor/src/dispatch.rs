@@ -1,7 +1,6 @@
 //! Turning readiness into I/O and callbacks: accept until `WouldBlock`, read until drained, finish
 //! outbound connects, fire timers, close what was scheduled to close.
 
-use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
@@ -12,8 +11,7 @@ use crate::connection::{self, Ending};
 use crate::core::{Core, Entry};
 use crate::handle::Requests;
 use crate::handler::CloseReason;
-use crate::listener::Hold;
-use crate::stats::AcceptErrorKind;
+use crate::listener;
 use crate::timer::TimerKind;
 use crate::token::Key;
 use crate::{Context, Handler, SourceId, TimerId};
@@ -61,7 +59,7 @@ impl<H: Handler> Inner<H> {
                 );
                 self.close_scheduled();
             }
-            Some(Entry::Listener(_)) => self.accept(key),
+            Some(Entry::Listener(_)) => listener::accept(&mut self.core, &mut self.handler, key),
             Some(Entry::Udp(_)) => self.datagram_event(key, event),
             Some(Entry::Source) => {
                 let (handler, mut ctx) = self.ctx();
@@ -70,71 +68,6 @@ impl<H: Handler> Inner<H> {
             }
             None => self.core.counters_mut().stale_events += 1,
         }
-    }
-
-    /// Accepts until `WouldBlock`, the connection cap, an error that says to back off, or the per-turn
-    /// accept budget: past it the listener waits on the ready list for the next turn, so that a connect
-    /// flood cannot hold one turn while the peers already connected wait.
-    pub(crate) fn accept(&mut self, key: Key) {
-        for _ in 0..self.core.config().accept_budget {
-            if !self.core.is_running() {
-                return;
-            }
-            let (max, connections) = (self.core.config().max_connections, self.core.accepted_open());
-            let initial_backoff = self.core.config().accept_backoff;
-            let Some(listener) = self.core.listener(key) else { return };
-            if listener.hold.is_some() {
-                return;
-            }
-            if connections >= max {
-                self.core.hold_listener(key, Hold::AtCapacity);
-                self.core.counters_mut().accept_paused_at_cap += 1;
-                self.core
-                    .warn(format_args!("at max_connections ({max}): new peers wait in the accept queue"));
-                return;
-            }
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    listener.backoff = initial_backoff;
-                    if listener.nodelay {
-                        let _ = stream.set_nodelay(true);
-                    }
-                    connection::open_accepted(&mut self.core, &mut self.handler, key, stream, peer);
-                }
-                Err(e) if crate::io_util::would_block(&e) => return,
-                Err(e) if crate::io_util::interrupted(&e) => {}
-                Err(e) => {
-                    let kind = AcceptErrorKind::of(&e);
-                    self.core.counters_mut().accept_errors[kind as usize] += 1;
-                    if kind == AcceptErrorKind::Econnaborted {
-                        continue;
-                    }
-                    self.back_off(key, &e);
-                    return;
-                }
-            }
-        }
-        self.core.queue_accept(key);
-    }
-
-    /// Out of descriptors or memory (or an unexpected error): stop accepting on this listener until a
-    /// connection closes or the back-off timer fires, so the loop never spins on a full accept queue.
-    fn back_off(&mut self, key: Key, error: &io::Error) {
-        let max = self.core.config().accept_backoff_max;
-        let Some(listener) = self.core.listener(key) else { return };
-        let delay = listener.backoff;
-        listener.backoff = delay.saturating_mul(2).min(max);
-        let arm = !listener.retry_armed;
-        listener.retry_armed = true;
-        self.core.hold_listener(key, Hold::Exhausted);
-        if arm {
-            self.core.set_timer(delay, TimerKind::AcceptRetry(key));
-        }
-        let limit = crate::sys::fd_limit().map(|l| l.to_string()).unwrap_or_default();
-        self.core.warn(format_args!(
-            "accept failed: {error} ({}; fd limit {limit}); accepting again when a connection closes or in {delay:?}",
-            crate::io_util::errno_name(error)
-        ));
     }
 
     /// Works through the first `count` entries of the ready list: those left over from earlier turns.
@@ -152,10 +85,7 @@ impl<H: Handler> Inner<H> {
                     );
                     self.close_scheduled();
                 }
-                Some(Entry::Listener(listener)) => {
-                    listener.queued = false;
-                    self.accept(key);
-                }
+                Some(Entry::Listener(_)) => listener::accept_queued(&mut self.core, &mut self.handler, key),
                 Some(Entry::Udp(datagram)) => {
                     datagram.queued = false;
                     self.read_datagrams(key);
@@ -178,12 +108,7 @@ impl<H: Handler> Inner<H> {
                 }
                 TimerKind::Idle(key) => connection::idle_timer_fired(&mut self.core, key),
                 TimerKind::AcceptRetry(key) => {
-                    if let Some(listener) = self.core.listener(key) {
-                        listener.retry_armed = false;
-                    }
-                    if self.core.release_listener(key, Hold::Exhausted) {
-                        self.accept(key);
-                    }
+                    listener::retry_timer_fired(&mut self.core, &mut self.handler, key)
                 }
                 TimerKind::Linger(key) => connection::write::linger_expired(&mut self.core, key),
                 TimerKind::ShutdownDeadline => self.abandon_all(),
