@@ -13,7 +13,7 @@ use crate::handler::ConnectOptions;
 use crate::listener::ListenerOptions;
 use crate::stats::Counters;
 use crate::timer::TimerKind;
-use crate::{ConnId, ListenerId, SourceId, TimerId};
+use crate::{ConnId, ListenerId, SourceId, TimerId, UdpId};
 
 /// The loop, as seen from inside a [`Handler`](crate::Handler) callback.
 ///
@@ -256,6 +256,28 @@ impl Context<'_> {
             Some(_) => self.core.registry().deregister(source),
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{id} is not registered"))),
         }
+    }
+
+    /// Binds a UDP socket; datagrams arrive as [`Handler::on_datagram`](crate::Handler::on_datagram).
+    pub fn bind_udp(&mut self, addr: SocketAddr) -> io::Result<UdpId> {
+        crate::datagram::bind(self.core, addr)
+    }
+
+    /// Sends one datagram to `to`. `WouldBlock` means the kernel's buffer is full and the datagram was
+    /// not sent (and counted in [`Counters::datagrams_refused`](crate::Counters)): send it again after
+    /// [`Handler::on_udp_writable`](crate::Handler::on_udp_writable), or drop it knowingly.
+    pub fn send_to(&mut self, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        crate::datagram::send_to(self.core, socket, data, to)
+    }
+
+    /// The address a UDP socket is bound to.
+    pub fn udp_local_addr(&mut self, socket: UdpId) -> io::Result<SocketAddr> {
+        crate::datagram::local_addr(self.core, socket)
+    }
+
+    /// Closes a UDP socket.
+    pub fn close_udp(&mut self, socket: UdpId) -> io::Result<()> {
+        crate::datagram::close(self.core, socket)
     }
 
     /// Stops the loop after this turn, closing nothing (see [`Handle::stop`](crate::Handle::stop)).

@@ -1,5 +1,5 @@
 //! One TCP connection's whole life, accepted or outbound: opening, reading ([`read`]), writing
-//! ([`write`]), closing; its state is one typed value ([`State`]).
+//! ([`write`](mod@write)), closing; its state is one typed value ([`State`]).
 //!
 //! # Life
 //! ```text
