@@ -69,7 +69,7 @@ impl Context<'_> {
     /// the peer's EOF.
     pub fn resume_reading(&mut self, conn: ConnId) -> io::Result<()> {
         self.core.live_connection(conn)?.state.resume_by_app();
-        crate::connection::read::queue_read(self.core, conn.0);
+        crate::connection::queue_read(self.core, conn.0);
         Ok(())
     }
 

@@ -53,7 +53,8 @@ use crate::timer::TimerKind;
 use crate::token::Key;
 use crate::{ConnId, Context, Handler, ListenerId};
 
-pub(crate) use state::{Ending, State, Step};
+pub(crate) use state::Ending;
+use state::{State, Step};
 
 /// A TCP connection in the loop's table.
 #[derive(Debug)]
@@ -151,6 +152,18 @@ fn close_scheduled_now<H: Handler>(core: &mut Core, handler: &mut H) {
         core.counters_mut().closed[reason.kind().index()] += 1;
         debug!("{} closed: {reason}", ConnId(key));
         handler.on_close(&mut Context { core }, ConnId(key), &reason);
+    }
+}
+
+/// Puts a connection on the ready list so that the next turn reads from it (edge-triggered readiness
+/// will not report data that arrived while it was paused).
+pub(crate) fn queue_read(core: &mut Core, key: Key) {
+    if let Some(conn) = core.connection(key)
+        && conn.state.wants_read()
+        && !conn.state.is_queued()
+    {
+        conn.state.set_queued(true);
+        core.push_ready(key);
     }
 }
 

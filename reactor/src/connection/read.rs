@@ -200,15 +200,3 @@ fn connected<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], ke
     write::finish_if_flushed(core, key);
     read(core, handler, buffer, key);
 }
-
-/// Puts a connection on the ready list so that the next turn reads from it (edge-triggered readiness
-/// will not report data that arrived while it was paused).
-pub(crate) fn queue_read(core: &mut Core, key: Key) {
-    if let Some(conn) = core.connection(key)
-        && conn.state.wants_read()
-        && !conn.state.is_queued()
-    {
-        conn.state.set_queued(true);
-        core.push_ready(key);
-    }
-}

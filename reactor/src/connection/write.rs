@@ -12,7 +12,7 @@ use std::time::Duration;
 use mio::Interest;
 use mio::net::TcpStream;
 
-use super::{Ending, Step, not_connected, read};
+use super::{Ending, Step, not_connected, queue_read};
 use crate::core::Core;
 use crate::handler::CloseReason;
 use crate::output::Flush;
@@ -152,7 +152,7 @@ pub(crate) fn flush(core: &mut Core, key: Key) -> bool {
         }
     };
     if resume {
-        read::queue_read(core, key);
+        queue_read(core, key);
     }
     notify
 }
@@ -227,7 +227,7 @@ fn take_step(core: &mut Core, key: Key, step: Step) {
         Step::Close(ending) => core.schedule_close(key, ending.reason()),
         Step::Linger => {
             core.set_timer(LINGER, TimerKind::Linger(key));
-            read::queue_read(core, key);
+            queue_read(core, key);
         }
     }
 }
