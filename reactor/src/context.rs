@@ -6,15 +6,14 @@ use std::time::{Duration, Instant};
 
 use mio::Interest;
 use mio::event::Source;
-use mio::net::TcpStream;
 
-use crate::connection::{Connection, Ending, Finish, flag};
-use crate::core::{Core, Entry, RunState};
+use crate::connection::Ending;
+use crate::core::Core;
 use crate::handler::ConnectOptions;
-use crate::listener::{Listener, ListenerOptions};
+use crate::listener::ListenerOptions;
 use crate::stats::Counters;
 use crate::timer::TimerKind;
-use crate::{ConnId, ListenerId, SourceId, TimerId};
+use crate::{ConnId, ListenerId, SourceId, TimerId, UdpId};
 
 /// The loop, as seen from inside a [`Handler`](crate::Handler) callback.
 ///
@@ -37,31 +36,31 @@ impl Context<'_> {
     /// to watch it for room, is not returned here: it closes the connection and arrives as
     /// [`on_close`](crate::Handler::on_close).
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> io::Result<()> {
-        self.core.send(conn.0, data)
+        crate::connection::write::send(self.core, conn.0, data)
     }
 
     /// Closes gracefully: stop reading, flush what is queued, send FIN, then close (after the peer's FIN,
     /// or a short linger).
     pub fn close(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.finish(conn.0, Finish::Close(Ending::Local))
+        crate::connection::write::close(self.core, conn.0, Ending::Local)
     }
 
     /// Closes at once: drop queued output and reset the connection.
     pub fn abort(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.abort(conn.0)
+        crate::connection::write::abort(self.core, conn.0)
     }
 
     /// Half-closes: flush what is queued, then shut our sending side (the peer reads EOF) while still
     /// reading what the peer sends.
     pub fn shutdown_write(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.finish(conn.0, Finish::ShutdownWrite)
+        crate::connection::write::shutdown_write(self.core, conn.0)
     }
 
     /// Stops reading from `conn` until [`resume_reading`](Self::resume_reading). Unread data stays in
     /// the kernel, whose receive window then holds the peer back. After [`close`](Self::close) it does
     /// nothing: the loop then reads only to discard until the peer's FIN.
     pub fn pause_reading(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.live_connection(conn)?.pause_by_app();
+        self.core.live_connection(conn)?.state.pause_by_app();
         Ok(())
     }
 
@@ -69,8 +68,8 @@ impl Context<'_> {
     /// meanwhile: after [`shutdown_write`](Self::shutdown_write) in particular, reading goes on until
     /// the peer's EOF.
     pub fn resume_reading(&mut self, conn: ConnId) -> io::Result<()> {
-        self.core.live_connection(conn)?.clear(flag::PAUSED_BY_APP);
-        self.core.queue_read(conn.0);
+        self.core.live_connection(conn)?.state.resume_by_app();
+        crate::connection::queue_read(self.core, conn.0);
         Ok(())
     }
 
@@ -141,47 +140,18 @@ impl Context<'_> {
     /// connect completes is queued. [`Config::idle_timeout`](crate::Config::idle_timeout) bounds how long
     /// it may take.
     pub fn connect_with(&mut self, options: &ConnectOptions) -> io::Result<ConnId> {
-        let socket = crate::sys::connect_nonblocking(options)?;
-        let stream = TcpStream::from_std(socket.into());
-        let conn = Connection::new(stream, self.core.now, false, true);
-        let key = self.core.insert(
-            Entry::Connection(conn),
-            |e| match e {
-                Entry::Connection(c) => Some(&mut c.stream),
-                _ => None,
-            },
-            crate::sys::STREAM_INTEREST | Interest::WRITABLE,
-        )?;
-        if let Some(c) = self.core.connection(key) {
-            c.set(if options.nodelay { 0 } else { flag::NO_NODELAY });
-        }
-        self.core.counters.active += 1;
-        self.core.arm_idle_timer(key);
-        Ok(ConnId(key))
+        crate::connection::connect(self.core, options).map(ConnId)
     }
 
     /// Opens a listener; accepted connections arrive as [`on_open`](crate::Handler::on_open).
     pub fn listen(&mut self, options: &ListenerOptions) -> io::Result<ListenerId> {
-        if self.core.state != RunState::Running {
-            return Err(io::Error::other("the loop is shutting down"));
-        }
-        let socket = options.bind()?;
-        let listener = Listener::new(socket, options, self.core.config.accept_backoff);
-        let key = self.core.insert(
-            Entry::Listener(listener),
-            |e| match e {
-                Entry::Listener(l) => Some(&mut l.socket),
-                _ => None,
-            },
-            Interest::READABLE,
-        )?;
-        Ok(ListenerId(key))
+        crate::listener::open(self.core, options).map(ListenerId)
     }
 
     /// The address a listener is bound to (with the real port when it was bound to port 0).
     pub fn listener_addr(&mut self, listener: ListenerId) -> io::Result<SocketAddr> {
         match self.core.listener(listener.0) {
-            Some(l) => l.socket.local_addr(),
+            Some(l) => l.local_addr(),
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),
         }
     }
@@ -192,19 +162,19 @@ impl Context<'_> {
     /// `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
     pub fn inject_accept_errors(&mut self, listener: ListenerId, errnos: &[i32]) -> io::Result<()> {
-        match self.core.listener(listener.0) {
-            Some(l) => {
-                l.injected.extend(errnos);
-                self.core.queue_accept(listener.0);
-                Ok(())
-            }
-            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),
+        if crate::listener::inject_errors(self.core, listener.0, errnos) {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed")))
         }
     }
 
     /// Closes a listener. Peers still in its accept queue are reset by the kernel.
     pub fn close_listener(&mut self, listener: ListenerId) -> io::Result<()> {
-        self.core.remove_listener(listener.0)
+        match self.core.remove(listener.0) {
+            Some(_) => Ok(()),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "listener is closed")),
+        }
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag` once `after` has passed. A
@@ -240,7 +210,7 @@ impl Context<'_> {
 
     /// Cancels a timer; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.core.timers.cancel(timer.0)
+        self.core.cancel_timer(timer.0)
     }
 
     /// Registers one of the application's own sources (for example a `signal_hook_mio::v1_0::Signals`);
@@ -277,55 +247,68 @@ impl Context<'_> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn register(&mut self, source: &mut dyn Source, interest: Interest) -> io::Result<SourceId> {
-        let key = self.core.insert(Entry::Source, |_| None, interest)?;
-        log::trace!("register {key:?} {interest:?}");
-        if let Err(e) = self.core.registry.register(source, key.token(), interest) {
-            self.core.slots.remove(key.slot);
-            return Err(e);
-        }
-        Ok(SourceId(key))
+        self.core.register_source(source, interest).map(SourceId)
     }
 
     /// Removes a source registered with [`register`](Self::register).
     pub fn deregister(&mut self, source: &mut dyn Source, id: SourceId) -> io::Result<()> {
-        match self.core.entry(id.0) {
-            Some(Entry::Source) => {
-                self.core.slots.remove(id.0.slot);
-                self.core.registry.deregister(source)
-            }
-            _ => Err(io::Error::new(io::ErrorKind::NotFound, format!("{id} is not registered"))),
+        match self.core.remove(id.0) {
+            Some(_) => self.core.registry().deregister(source),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{id} is not registered"))),
         }
+    }
+
+    /// Binds a UDP socket; datagrams arrive as [`Handler::on_datagram`](crate::Handler::on_datagram).
+    pub fn bind_udp(&mut self, addr: SocketAddr) -> io::Result<UdpId> {
+        crate::datagram::bind(self.core, addr)
+    }
+
+    /// Sends one datagram to `to`. `WouldBlock` means the kernel's buffer is full and the datagram was
+    /// not sent (and counted in [`Counters::datagrams_refused`](crate::Counters)): send it again after
+    /// [`Handler::on_udp_writable`](crate::Handler::on_udp_writable), or drop it knowingly.
+    pub fn send_to(&mut self, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        crate::datagram::send_to(self.core, socket, data, to)
+    }
+
+    /// The address a UDP socket is bound to.
+    pub fn udp_local_addr(&mut self, socket: UdpId) -> io::Result<SocketAddr> {
+        crate::datagram::local_addr(self.core, socket)
+    }
+
+    /// Closes a UDP socket.
+    pub fn close_udp(&mut self, socket: UdpId) -> io::Result<()> {
+        crate::datagram::close(self.core, socket)
     }
 
     /// Stops the loop after this turn, closing nothing (see [`Handle::stop`](crate::Handle::stop)).
     pub fn stop(&mut self) {
-        self.core.state = RunState::Stopped;
+        self.core.stop();
     }
 
     /// Begins a graceful shutdown (see [`Handle::shutdown`](crate::Handle::shutdown)).
     pub fn shutdown(&mut self, timeout: Duration) {
-        self.core.shutdown_requested.get_or_insert(timeout);
+        self.core.request_shutdown(timeout);
     }
 
     /// The loop's counters as of now.
     pub fn stats(&self) -> &Counters {
-        &self.core.counters
+        self.core.counters()
     }
 
     /// The time this loop turn began: cheaper than `Instant::now()` and the same for every callback in
     /// the turn.
     pub fn now(&self) -> Instant {
-        self.core.now
+        self.core.now()
     }
 
     /// Connections open in this loop, accepted and outbound.
     pub fn connections(&self) -> usize {
-        self.core.counters.active as usize
+        self.core.counters().active as usize
     }
 }
 
 impl std::fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("connections", &self.core.counters.active).finish_non_exhaustive()
+        f.debug_struct("Context").field("connections", &self.core.counters().active).finish_non_exhaustive()
     }
 }

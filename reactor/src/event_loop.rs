@@ -1,20 +1,28 @@
-//! The loop itself: poll, dispatch, and the phases of a turn.
+//! The loop and its turn: poll, route each event to its entry, serve the ready list, take requests
+//! from other threads, fire timers, advance a shutdown. Each phase is a function of its own, in the
+//! order [`EventLoop::run_once`] calls them; what happens to each kind of entry lives in its module
+//! ([`connection`], [`listener`], [`datagram`]).
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
-use log::info;
+use log::{debug, info, warn};
+use mio::event::Event;
 use mio::{Events, Poll};
 
-use crate::core::{Core, RunState};
-use crate::dispatch::Inner;
+use crate::connection::{self, Ending};
+use crate::core::{Core, Entry};
 use crate::handle::{Handle, Requests};
+use crate::handler::CloseReason;
 use crate::stats::Stats;
-use crate::token::WAKER;
-use crate::{Config, Context, Counters, Handler, ListenerId, ListenerOptions};
+use crate::timer::TimerKind;
+use crate::token::{Key, WAKER};
+use crate::{Config, Context, Counters, Handler, ListenerId, ListenerOptions, SourceId, TimerId};
+use crate::{datagram, listener};
 
 /// A readiness-driven event loop on one thread, driving every socket it owns through a [`Handler`].
 ///
@@ -34,7 +42,12 @@ use crate::{Config, Context, Counters, Handler, ListenerId, ListenerOptions};
 pub struct EventLoop<H: Handler> {
     poll: Poll,
     events: Events,
-    inner: Inner<H>,
+    core: Core,
+    handler: H,
+    /// The one buffer every connection and UDP socket reads into.
+    read_buffer: Box<[u8]>,
+    requests: Arc<Requests>,
+    messages: Receiver<H::Message>,
     handle: Handle<H::Message>,
     stats: Arc<Stats>,
 }
@@ -60,8 +73,9 @@ impl<H: Handler> EventLoop<H> {
         let stats = Arc::new(Stats::default());
         let (handle, messages) = Handle::new(requests.clone(), stats.clone(), config.message_capacity);
         let events = Events::with_capacity(config.events_capacity);
+        let read_buffer = vec![0; config.read_buffer].into_boxed_slice();
         let core = Core::new(registry, config);
-        Ok(EventLoop { poll, events, inner: Inner::new(core, handler, requests, messages), handle, stats })
+        Ok(EventLoop { poll, events, core, handler, read_buffer, requests, messages, handle, stats })
     }
 
     /// Opens a listener and returns its id and bound address (the real port when asked for port 0).
@@ -74,7 +88,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// A context for setting up before (or between) turns: connect, listen, set timers.
     pub fn context(&mut self) -> Context<'_> {
-        Context { core: &mut self.inner.core }
+        Context { core: &mut self.core }
     }
 
     /// A handle for other threads.
@@ -84,22 +98,22 @@ impl<H: Handler> EventLoop<H> {
 
     /// The loop's counters as of now. Other threads read them through [`Handle::stats`].
     pub fn stats(&self) -> &Counters {
-        &self.inner.core.counters
+        self.core.counters()
     }
 
     /// The application's handler.
     pub fn handler(&self) -> &H {
-        &self.inner.handler
+        &self.handler
     }
 
     /// The application's handler, mutably.
     pub fn handler_mut(&mut self) -> &mut H {
-        &mut self.inner.handler
+        &mut self.handler
     }
 
     /// Takes the handler back.
     pub fn into_handler(self) -> H {
-        self.inner.handler
+        self.handler
     }
 
     /// Runs turns until the loop is stopped or its graceful shutdown completes.
@@ -111,53 +125,164 @@ impl<H: Handler> EventLoop<H> {
     /// Runs one turn, waiting at most `timeout` for events (`None`: until an event or the next timer).
     /// For a host program that drives the loop from its own.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<Turn> {
-        let inner = &mut self.inner;
-        if inner.core.state == RunState::Stopped {
+        if self.core.is_stopped() {
             return Ok(Turn::Stopped);
         }
         // Release what callbacks outside a turn (setup through `context`) scheduled to close.
-        inner.close_scheduled();
+        connection::close_scheduled(&mut self.core, &mut self.handler);
+        // Poll: no longer than the earliest timer, not at all while work is waiting.
+        self.poll_events(timeout)?;
+        // Dispatch. Entries parked on earlier turns wait until the fresh events are served.
+        let parked = self.core.ready_len();
+        let woken = self.dispatch();
+        // The ready list: work left over from earlier turns.
+        self.run_ready(parked);
+        // Requests from other threads, if they woke the loop.
+        if woken {
+            self.take_requests();
+        }
+        // Timers, then shutdown progress.
+        self.fire_timers();
+        self.progress_shutdown();
+        self.stats.publish(self.core.counters());
+        Ok(if self.core.is_stopped() { Turn::Stopped } else { Turn::Running })
+    }
 
-        // Poll.
-        let timeout = poll_timeout(&mut inner.core, timeout);
+    /// Waits for events, and starts the turn's clock.
+    fn poll_events(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout = poll_timeout(&mut self.core, timeout);
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if crate::io_util::interrupted(&e) => {}
             Err(e) => return Err(e),
         }
-        inner.core.now = std::time::Instant::now();
-        inner.core.counters.turns += 1;
+        self.core.set_now(Instant::now());
+        self.core.counters_mut().turns += 1;
+        Ok(())
+    }
 
-        // Dispatch. Entries parked on earlier turns wait until the fresh events are served.
-        let parked = inner.core.ready.len();
+    /// Routes every event to its entry; returns whether the waker fired.
+    fn dispatch(&mut self) -> bool {
         let mut woken = false;
         for event in self.events.iter() {
             if event.token() == WAKER {
                 woken = true;
             } else {
-                inner.dispatch(event);
+                route(&mut self.core, &mut self.handler, &mut self.read_buffer, event);
             }
         }
+        woken
+    }
 
-        // Left over from earlier turns; requests from other threads; timers; shutdown.
-        inner.run_ready(parked);
-        if woken {
-            inner.take_requests();
+    /// Works through the first `count` entries of the ready list: those left over from earlier turns.
+    /// Entries parked during this turn wait for the next, so a flooding peer gets one budget per turn.
+    fn run_ready(&mut self, count: usize) {
+        let (core, handler, buffer) = (&mut self.core, &mut self.handler, &mut self.read_buffer);
+        for _ in 0..count {
+            let Some(key) = core.pop_ready() else { break };
+            match core.entry(key) {
+                Some(Entry::Connection(_)) => {
+                    connection::read::read_parked(core, handler, buffer, key);
+                    connection::close_scheduled(core, handler);
+                }
+                Some(Entry::Listener(_)) => listener::accept_queued(core, handler, key),
+                Some(Entry::Udp(_)) => datagram::read_queued(core, handler, buffer, key),
+                Some(Entry::Source) | None => {}
+            }
         }
-        inner.fire_timers();
-        inner.progress_shutdown();
+    }
 
-        self.stats.publish(&inner.core.counters);
-        Ok(if inner.core.state == RunState::Stopped { Turn::Stopped } else { Turn::Running })
+    /// Takes requests from other threads: stop, shutdown, messages (at most the queue's capacity per
+    /// turn, so a flood of messages cannot starve the sockets).
+    fn take_requests(&mut self) {
+        if self.requests.take_stop() {
+            self.core.stop();
+        }
+        if let Some(timeout) = self.requests.take_shutdown() {
+            self.core.request_shutdown(timeout);
+        }
+        for _ in 0..self.core.config().message_capacity {
+            let Ok(message) = self.messages.try_recv() else { break };
+            self.handler.on_message(&mut Context { core: &mut self.core }, message);
+            connection::close_scheduled(&mut self.core, &mut self.handler);
+        }
+    }
+
+    /// Fires the timers that were due when the phase began (a timer set meanwhile waits for the next
+    /// turn, so a callback that re-arms a zero-length timer cannot trap the loop).
+    fn fire_timers(&mut self) {
+        let (core, handler) = (&mut self.core, &mut self.handler);
+        let now = core.now();
+        core.begin_timer_phase();
+        for _ in 0..core.timers_len() {
+            let Some((timer, kind)) = core.pop_expired_timer(now) else { break };
+            match kind {
+                TimerKind::User(tag) => handler.on_timer(&mut Context { core }, TimerId(timer), tag),
+                TimerKind::Idle(key) => connection::idle_timer_fired(core, key),
+                TimerKind::AcceptRetry(key) => listener::retry_timer_fired(core, handler, key),
+                TimerKind::Linger(key) => connection::write::linger_expired(core, key),
+                TimerKind::ShutdownDeadline => abandon_all(core),
+            }
+            connection::close_scheduled(core, handler);
+        }
+    }
+
+    /// Starts a graceful shutdown if one was asked for: close the listeners, ask every connection to
+    /// flush and close, arm the deadline. Ends the loop once no connection is left.
+    fn progress_shutdown(&mut self) {
+        let core = &mut self.core;
+        if let Some(timeout) = core.begin_draining() {
+            for key in core.keys(|e| matches!(e, Entry::Listener(_))) {
+                core.remove(key);
+            }
+            for key in core.keys(|e| matches!(e, Entry::Connection(_))) {
+                let _ = connection::write::close(core, key, Ending::Shutdown);
+            }
+            core.set_timer(timeout, TimerKind::ShutdownDeadline);
+            debug!("shutting down: {} connections to flush within {timeout:?}", core.counters().active);
+            self.handler.on_shutdown(&mut Context { core });
+            connection::close_scheduled(core, &mut self.handler);
+        }
+        core.stop_if_drained();
+    }
+}
+
+/// Routes one event to its entry; events for entries that no longer exist are counted and dropped.
+fn route<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], event: &Event) {
+    let key = Key::from_token(event.token());
+    match core.entry(key) {
+        Some(Entry::Connection(_)) => {
+            connection::read::on_event(core, handler, buffer, key, event);
+            connection::close_scheduled(core, handler);
+        }
+        // Both release what their callbacks close after each callback.
+        Some(Entry::Listener(_)) => listener::accept(core, handler, key),
+        Some(Entry::Udp(_)) => datagram::on_event(core, handler, buffer, key, event),
+        Some(Entry::Source) => {
+            handler.on_source_ready(&mut Context { core }, SourceId(key), event);
+            connection::close_scheduled(core, handler);
+        }
+        None => core.counters_mut().stale_events += 1,
+    }
+}
+
+/// The shutdown deadline passed: close what is left as it is.
+fn abandon_all(core: &mut Core) {
+    let keys = core.keys(|e| matches!(e, Entry::Connection(_)));
+    if !keys.is_empty() {
+        warn!("shutdown deadline passed: closing {} connections with output still queued", keys.len());
+    }
+    for key in keys {
+        core.schedule_close(key, CloseReason::Shutdown);
     }
 }
 
 /// Waits no longer than the earliest timer, and not at all when work is already waiting.
 fn poll_timeout(core: &mut Core, asked: Option<Duration>) -> Option<Duration> {
-    if !core.ready.is_empty() || !core.closing.is_empty() || core.shutdown_requested.is_some() {
+    if core.ready_len() > 0 || core.has_closing() || core.shutdown_requested() {
         return Some(Duration::ZERO);
     }
-    let timer = core.timers.next_deadline().map(|at| at.saturating_duration_since(std::time::Instant::now()));
+    let timer = core.next_deadline().map(|at| at.saturating_duration_since(Instant::now()));
     match (asked, timer) {
         (Some(a), Some(t)) => Some(a.min(t)),
         (a, t) => a.or(t),
@@ -197,9 +322,9 @@ fn log_capacity(config: &Config) {
 impl<H: Handler> fmt::Debug for EventLoop<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventLoop")
-            .field("entries", &self.inner.core.slots.len())
-            .field("connections", &self.inner.core.counters.active)
-            .field("timers", &self.inner.core.timers.len())
+            .field("entries", &self.core.len())
+            .field("connections", &self.core.counters().active)
+            .field("timers", &self.core.timers_len())
             .finish_non_exhaustive()
     }
 }

@@ -93,7 +93,6 @@ mod connection;
 mod context;
 mod core;
 mod datagram;
-mod dispatch;
 mod event_loop;
 mod handle;
 mod handler;

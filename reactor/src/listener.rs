@@ -1,13 +1,33 @@
-//! Listening sockets: socket → bind → listen(backlog), and what the loop remembers about each.
+//! Listening sockets: socket → bind → listen(backlog), then accept until `WouldBlock`, with
+//! admission and back-off.
+//!
+//! - **Budget**: at most [`Config::accept_budget`](crate::Config::accept_budget) connections a turn;
+//!   the rest of the accept queue waits on the ready list for the next turn, so a connect flood cannot
+//!   hold a turn while the peers already connected wait.
+//! - **Admission**: at [`Config::max_connections`](crate::Config::max_connections) the listener holds,
+//!   leaving peers in the kernel's accept queue, until one of the loop's connections closes.
+//! - **Back-off**: out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), the listener holds
+//!   until a connection closes or a timer fires, whose delay doubles on each failure up to
+//!   [`Config::accept_backoff_max`](crate::Config::accept_backoff_max): the loop never spins on an
+//!   accept queue it cannot take from. ECONNABORTED (a peer that left before it was accepted) is
+//!   counted and skipped.
+//!
+//! The waiting list of held listeners lives in the table ([`Core`]), whose `remove` of a connection
+//! wakes them.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mio::Interest;
 use mio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::ConfigError;
+use crate::core::{Core, Entry};
+use crate::stats::AcceptErrorKind;
+use crate::timer::TimerKind;
+use crate::token::Key;
+use crate::{ConfigError, Handler};
 
 /// How to open a listening socket, for [`Context::listen`](crate::Context::listen) and
 /// [`EventLoop::listen`](crate::EventLoop::listen).
@@ -100,23 +120,34 @@ fn annotate(error: io::Error, what: &str, addr: SocketAddr) -> io::Error {
 #[derive(Debug)]
 pub(crate) struct Listener {
     pub(crate) socket: TcpListener,
-    pub(crate) nodelay: bool,
+    nodelay: bool,
     /// Why accepting is suspended, if it is.
-    pub(crate) hold: Option<Hold>,
+    hold: Option<Hold>,
     /// Delay before the next retry after exhaustion; doubles on each failure, resets on success.
-    pub(crate) backoff: Duration,
+    backoff: Duration,
     /// A retry timer is pending.
-    pub(crate) retry_armed: bool,
+    retry_armed: bool,
     /// On the ready list: accepting goes on next turn (the per-turn accept budget ran out, or a
     /// connection closed while the listener was held).
-    pub(crate) queued: bool,
+    queued: bool,
     /// Errors to return from the next accepts instead of calling the kernel (fault injection).
     #[cfg(feature = "fault-injection")]
-    pub(crate) injected: std::collections::VecDeque<i32>,
+    injected: std::collections::VecDeque<i32>,
+}
+
+/// Why a listener is not accepting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// The application asked for a listener that never accepts.
+    Paused,
+    /// `max_connections` reached: resume when one closes.
+    AtCapacity,
+    /// Out of descriptors or memory: resume when one closes, or on the back-off timer.
+    Exhausted,
 }
 
 impl Listener {
-    pub(crate) fn new(socket: TcpListener, options: &ListenerOptions, backoff: Duration) -> Listener {
+    fn new(socket: TcpListener, options: &ListenerOptions, backoff: Duration) -> Listener {
         Listener {
             socket,
             nodelay: options.nodelay,
@@ -129,8 +160,46 @@ impl Listener {
         }
     }
 
+    /// Held until a connection closes (at capacity, or out of descriptors or memory).
+    pub(crate) fn waits_for_close(&self) -> bool {
+        matches!(self.hold, Some(Hold::AtCapacity | Hold::Exhausted))
+    }
+
+    /// Suspends accepting, for `hold`'s reason.
+    pub(crate) fn hold(&mut self, hold: Hold) {
+        self.hold = Some(hold);
+    }
+
+    /// Lifts the hold if it is `hold`; returns whether it was.
+    pub(crate) fn release(&mut self, hold: Hold) -> bool {
+        let held = self.hold == Some(hold);
+        if held {
+            self.hold = None;
+        }
+        held
+    }
+
+    /// A connection closed: lifts a hold that waited for one; returns whether there was one.
+    pub(crate) fn resume_after_close(&mut self) -> bool {
+        let waited = self.waits_for_close();
+        if waited {
+            self.hold = None;
+        }
+        waited
+    }
+
+    /// Marks the listener as on the ready list; false if it already was.
+    pub(crate) fn set_queued(&mut self) -> bool {
+        !std::mem::replace(&mut self.queued, true)
+    }
+
+    /// The address it is bound to (with the real port when it was bound to port 0).
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
     /// Accepts one connection: the seam where scripted errors replace the kernel's answer.
-    pub(crate) fn accept(&mut self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
+    fn accept_one(&mut self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
         #[cfg(feature = "fault-injection")]
         if let Some(errno) = self.injected.pop_front() {
             return Err(io::Error::from_raw_os_error(errno));
@@ -139,13 +208,102 @@ impl Listener {
     }
 }
 
-/// Why a listener is not accepting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Hold {
-    /// The application asked for a listener that never accepts.
-    Paused,
-    /// `max_connections` reached: resume when one closes.
-    AtCapacity,
-    /// Out of descriptors or memory: resume when one closes, or on the back-off timer.
-    Exhausted,
+/// Opens a listener in the loop (see [`Context::listen`](crate::Context::listen)).
+pub(crate) fn open(core: &mut Core, options: &ListenerOptions) -> io::Result<Key> {
+    if !core.is_running() {
+        return Err(io::Error::other("the loop is shutting down"));
+    }
+    let socket = options.bind()?;
+    let listener = Listener::new(socket, options, core.config().accept_backoff);
+    core.insert(Entry::Listener(listener), Interest::READABLE)
+}
+
+/// Accepts until `WouldBlock`, the connection cap, an error that says to back off, or the per-turn
+/// accept budget: past it the listener waits on the ready list for the next turn, so that a connect
+/// flood cannot hold one turn while the peers already connected wait.
+pub(crate) fn accept<H: Handler>(core: &mut Core, handler: &mut H, key: Key) {
+    for _ in 0..core.config().accept_budget {
+        if !core.is_running() {
+            return;
+        }
+        let (max, open) = (core.config().max_connections, core.accepted_open());
+        let initial_backoff = core.config().accept_backoff;
+        let Some(listener) = core.listener(key) else { return };
+        if listener.hold.is_some() {
+            return;
+        }
+        if open >= max {
+            core.hold_listener(key, Hold::AtCapacity);
+            core.counters_mut().accept_paused_at_cap += 1;
+            core.warn(format_args!("at max_connections ({max}): new peers wait in the accept queue"));
+            return;
+        }
+        match listener.accept_one() {
+            Ok((stream, peer)) => {
+                listener.backoff = initial_backoff;
+                if listener.nodelay {
+                    let _ = stream.set_nodelay(true);
+                }
+                crate::connection::open_accepted(core, handler, key, stream, peer);
+            }
+            Err(e) if crate::io_util::would_block(&e) => return,
+            Err(e) if crate::io_util::interrupted(&e) => {}
+            Err(e) => {
+                let kind = AcceptErrorKind::of(&e);
+                core.counters_mut().accept_errors[kind as usize] += 1;
+                if kind == AcceptErrorKind::Econnaborted {
+                    continue;
+                }
+                back_off(core, key, &e);
+                return;
+            }
+        }
+    }
+    core.queue_accept(key);
+}
+
+/// A listener on the ready list gets its turn.
+pub(crate) fn accept_queued<H: Handler>(core: &mut Core, handler: &mut H, key: Key) {
+    let Some(listener) = core.listener(key) else { return };
+    listener.queued = false;
+    accept(core, handler, key);
+}
+
+/// Out of descriptors or memory (or an unexpected error): stop accepting on this listener until a
+/// connection closes or the back-off timer fires, so the loop never spins on a full accept queue.
+fn back_off(core: &mut Core, key: Key, error: &io::Error) {
+    let max = core.config().accept_backoff_max;
+    let Some(listener) = core.listener(key) else { return };
+    let delay = listener.backoff;
+    listener.backoff = delay.saturating_mul(2).min(max);
+    let arm = !listener.retry_armed;
+    listener.retry_armed = true;
+    core.hold_listener(key, Hold::Exhausted);
+    if arm {
+        core.set_timer(delay, TimerKind::AcceptRetry(key));
+    }
+    let limit = hostinfo::fd_limit().map(|l| l.to_string()).unwrap_or_default();
+    core.warn(format_args!(
+        "accept failed: {error} ({}; fd limit {limit}); accepting again when a connection closes or in {delay:?}",
+        hostinfo::errno_name(error)
+    ));
+}
+
+/// The back-off timer fired: accept again, unless a closing connection already resumed it.
+pub(crate) fn retry_timer_fired<H: Handler>(core: &mut Core, handler: &mut H, key: Key) {
+    let Some(listener) = core.listener(key) else { return };
+    listener.retry_armed = false;
+    if core.release_listener(key, Hold::Exhausted) {
+        accept(core, handler, key);
+    }
+}
+
+/// Makes the listener's next accepts fail with `errnos`, then tries accepting (see
+/// [`Context::inject_accept_errors`](crate::Context::inject_accept_errors)). False if it is closed.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn inject_errors(core: &mut Core, key: Key, errnos: &[i32]) -> bool {
+    let Some(listener) = core.listener(key) else { return false };
+    listener.injected.extend(errnos);
+    core.queue_accept(key);
+    true
 }
