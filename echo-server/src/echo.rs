@@ -76,7 +76,7 @@ fn open_loops(cli: &Cli) -> Result<Vec<EventLoop<Echo>>, Box<dyn Error>> {
     if cli.udp {
         let mut ctx = loops[0].context();
         let socket = ctx.bind_udp(addr)?;
-        let udp = ctx.udp_local_addr(socket)?;
+        let udp = ctx.local_addr(socket)?;
         served::print_listening_udp(udp)?;
     }
     info!("{threads} event loop(s) on {addr}, backlog {}", cli.backlog);

@@ -31,8 +31,8 @@ use std::time::Duration;
 use clap::Parser;
 use reactor::mio::event::Event;
 use reactor::{
-    AfterEof, CloseReason, Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next, Origin,
-    SourceId, TimerId,
+    AfterEof, CloseKind, CloseReason, Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next,
+    Origin, SourceId, TimerId,
 };
 use slab::Slab;
 
@@ -288,16 +288,20 @@ impl Handler for Forwarder {
         let session = &mut self.sessions[key];
         session.closed[side as usize] = true;
         let other = side.other();
-        if let CloseReason::ConnectFailed(e) = reason {
+        if reason.kind() == CloseKind::ConnectFailed {
             self.stats.connect_failures += 1;
-            log::warn!("{}: cannot connect to {}: {e}", session.conns[Side::Client as usize], self.upstream);
+            log::warn!(
+                "{}: cannot connect to {}: {reason}",
+                session.conns[Side::Client as usize],
+                self.upstream
+            );
         }
         if !session.closed[other as usize] {
             let peer = session.conns[other as usize];
-            match reason {
+            match reason.kind() {
                 // The other side reached EOF too and ends by itself once its queue and stash are out.
-                CloseReason::PeerClosed if !session.stash[other as usize].is_empty() => {}
-                CloseReason::Reset | CloseReason::Error(_) => {
+                CloseKind::PeerClosed if !session.stash[other as usize].is_empty() => {}
+                CloseKind::Reset | CloseKind::Error => {
                     log::debug!("{conn} ended with {reason}: aborting {peer}");
                     let _ = ctx.abort(peer);
                 }

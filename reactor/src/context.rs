@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use mio::Interest;
 use mio::event::Source;
 
-use crate::connection::Ending;
 use crate::core::Core;
-use crate::handler::ConnectOptions;
+use crate::handler::{CloseKind, ConnectOptions};
 use crate::listener::ListenerOptions;
 use crate::stats::Counters;
 use crate::timer::TimerKind;
-use crate::{ConnId, ListenerId, SourceId, TimerId, UdpId};
+use crate::token::Key;
+use crate::{ConnId, ListenerId, SocketId, SourceId, TimerId, UdpId};
 
 /// The loop, as seen from inside a [`Handler`](crate::Handler) callback.
 ///
@@ -42,7 +42,7 @@ impl Context<'_> {
     /// Closes gracefully: stop reading, flush what is queued, send FIN, then close (after the peer's FIN,
     /// or a short linger).
     pub fn close(&mut self, conn: ConnId) -> io::Result<()> {
-        crate::connection::write::close(self.core, conn.0, Ending::Local)
+        crate::connection::write::close(self.core, conn.0, CloseKind::Local)
     }
 
     /// Closes at once: drop queued output and reset the connection.
@@ -83,9 +83,35 @@ impl Context<'_> {
         self.core.live_connection(conn)?.stream.peer_addr()
     }
 
-    /// Our end's address.
-    pub fn local_addr(&mut self, conn: ConnId) -> io::Result<SocketAddr> {
-        self.core.live_connection(conn)?.stream.local_addr()
+    /// The address of our end of a connection, of a listener (with the real port when it was bound to
+    /// port 0) or of a UDP socket.
+    ///
+    /// ```
+    /// use reactor::{Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next};
+    /// # struct Quiet;
+    /// # impl Handler for Quiet {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, _: &[u8]) -> Next { Next::Continue }
+    /// # }
+    /// let mut event_loop = EventLoop::new(Config::default(), Quiet)?;
+    /// let mut ctx = event_loop.context();
+    /// let listener = ctx.listen(&ListenerOptions::new("127.0.0.1:0".parse().unwrap()))?;
+    /// let udp = ctx.bind_udp("127.0.0.1:0".parse().unwrap())?;
+    /// assert_ne!(ctx.local_addr(listener)?.port(), 0);
+    /// assert_ne!(ctx.local_addr(udp)?.port(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn local_addr(&mut self, id: impl SocketId) -> io::Result<SocketAddr> {
+        let key = Key::from_token(id.token());
+        if let Some(conn) = self.core.connection(key).filter(|c| !c.state.is_closed()) {
+            conn.stream.local_addr()
+        } else if let Some(listener) = self.core.listener(key) {
+            listener.local_addr()
+        } else if let Some(datagram) = self.core.datagram(key) {
+            datagram.socket.local_addr()
+        } else {
+            Err(id.gone())
+        }
     }
 
     /// Connects to `addr` without blocking, with TCP_NODELAY. See [`connect_with`](Self::connect_with).
@@ -107,7 +133,7 @@ impl Context<'_> {
     ///         Next::Close
     ///     }
     ///     fn on_close(&mut self, ctx: &mut Context<'_>, _: ConnId, reason: &CloseReason) {
-    ///         // A refused or failed connect arrives here as CloseReason::ConnectFailed.
+    ///         // A refused or failed connect arrives here as CloseKind::ConnectFailed.
     ///         eprintln!("closed: {reason}");
     ///         ctx.stop();
     ///     }
@@ -136,7 +162,7 @@ impl Context<'_> {
     /// Starts a non-blocking connect. Errors the kernel reports at once (EMFILE, EADDRNOTAVAIL,
     /// ENETUNREACH) are returned here; otherwise the outcome arrives later as
     /// [`on_open`](crate::Handler::on_open) with [`Origin::Connected`](crate::Origin::Connected), or as
-    /// [`on_close`](crate::Handler::on_close) with [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed). Data sent before the
+    /// [`on_close`](crate::Handler::on_close) with [`CloseKind::ConnectFailed`](crate::CloseKind::ConnectFailed). Data sent before the
     /// connect completes is queued. [`Config::idle_timeout`](crate::Config::idle_timeout) bounds how long
     /// it may take.
     pub fn connect_with(&mut self, options: &ConnectOptions) -> io::Result<ConnId> {
@@ -149,13 +175,6 @@ impl Context<'_> {
     }
 
     /// The address a listener is bound to (with the real port when it was bound to port 0).
-    pub fn listener_addr(&mut self, listener: ListenerId) -> io::Result<SocketAddr> {
-        match self.core.listener(listener.0) {
-            Some(l) => l.local_addr(),
-            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{listener} is closed"))),
-        }
-    }
-
     /// Makes the listener's next accepts fail with these errno values, in order, before the kernel is
     /// asked again, and tries accepting at once: a seam for testing how the loop handles ENFILE,
     /// ENOBUFS, ENOMEM or ECONNABORTED, which are hard to provoke for real. Only with the
@@ -268,11 +287,6 @@ impl Context<'_> {
     /// [`Handler::on_udp_writable`](crate::Handler::on_udp_writable), or drop it knowingly.
     pub fn send_to(&mut self, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<()> {
         crate::datagram::send_to(self.core, socket, data, to)
-    }
-
-    /// The address a UDP socket is bound to.
-    pub fn udp_local_addr(&mut self, socket: UdpId) -> io::Result<SocketAddr> {
-        crate::datagram::local_addr(self.core, socket)
     }
 
     /// Closes a UDP socket.

@@ -72,10 +72,6 @@ pub(crate) fn send_to(core: &mut Core, socket: UdpId, data: &[u8], to: SocketAdd
 }
 
 /// The address a UDP socket is bound to.
-pub(crate) fn local_addr(core: &mut Core, socket: UdpId) -> io::Result<SocketAddr> {
-    open(core, socket)?.socket.local_addr()
-}
-
 /// Closes a UDP socket.
 pub(crate) fn close(core: &mut Core, socket: UdpId) -> io::Result<()> {
     core.remove(socket.0).map(drop).ok_or_else(|| closed(socket))

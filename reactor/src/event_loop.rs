@@ -14,10 +14,10 @@ use log::{debug, info, warn};
 use mio::event::Event;
 use mio::{Events, Poll};
 
-use crate::connection::{self, Ending};
+use crate::connection;
 use crate::core::{Core, Entry};
 use crate::handle::{Handle, Requests};
-use crate::handler::CloseReason;
+use crate::handler::{CloseKind, CloseReason};
 use crate::stats::Stats;
 use crate::timer::TimerKind;
 use crate::token::{Key, WAKER};
@@ -82,7 +82,7 @@ impl<H: Handler> EventLoop<H> {
     pub fn listen(&mut self, options: &ListenerOptions) -> io::Result<(ListenerId, SocketAddr)> {
         let mut ctx = self.context();
         let id = ctx.listen(options)?;
-        let addr = ctx.listener_addr(id)?;
+        let addr = ctx.local_addr(id)?;
         Ok((id, addr))
     }
 
@@ -236,7 +236,7 @@ impl<H: Handler> EventLoop<H> {
                 core.remove(key);
             }
             for key in core.keys(|e| matches!(e, Entry::Connection(_))) {
-                let _ = connection::write::close(core, key, Ending::Shutdown);
+                let _ = connection::write::close(core, key, CloseKind::Shutdown);
             }
             core.set_timer(timeout, TimerKind::ShutdownDeadline);
             debug!("shutting down: {} connections to flush within {timeout:?}", core.counters().active);
@@ -273,7 +273,7 @@ fn abandon_all(core: &mut Core) {
         warn!("shutdown deadline passed: closing {} connections with output still queued", keys.len());
     }
     for key in keys {
-        core.schedule_close(key, CloseReason::Shutdown);
+        core.schedule_close(key, CloseReason::of(CloseKind::Shutdown));
     }
 }
 

@@ -177,74 +177,91 @@ pub enum Origin {
     Connected,
 }
 
-/// Why a connection closed. Its [`kind`](CloseReason::kind) is what the loop counts.
+/// Why a connection closed: what happened ([`CloseKind`], what the loop counts) and, where the OS
+/// reported it, the error.
+///
+/// ```
+/// use reactor::{CloseKind, CloseReason};
+/// fn log(reason: &CloseReason) {
+///     match (reason.kind(), reason.error()) {
+///         (CloseKind::ConnectFailed, Some(e)) => eprintln!("connect failed: {e}"),
+///         (kind, _) => eprintln!("closed: {}", kind.name()),
+///     }
+/// }
+/// # let _ = log;
+/// ```
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum CloseReason {
+pub struct CloseReason {
+    kind: CloseKind,
+    error: Option<io::Error>,
+}
+
+impl CloseReason {
+    /// What happened.
+    pub fn kind(&self) -> CloseKind {
+        self.kind
+    }
+
+    /// The error the OS reported, for [`CloseKind::Reset`], [`CloseKind::ConnectFailed`] and
+    /// [`CloseKind::Error`]; `None` for the others.
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
+    }
+
+    /// A reason with no error behind it.
+    pub(crate) fn of(kind: CloseKind) -> CloseReason {
+        CloseReason { kind, error: None }
+    }
+
+    /// A failed outbound connect.
+    pub(crate) fn connect_failed(error: io::Error) -> CloseReason {
+        CloseReason { kind: CloseKind::ConnectFailed, error: Some(error) }
+    }
+
+    /// An error that is not a reset (a poller that refused a registration, say).
+    pub(crate) fn io_error(error: io::Error) -> CloseReason {
+        CloseReason { kind: CloseKind::Error, error: Some(error) }
+    }
+
+    /// An I/O error on an open connection: a reset when the peer went away, an error otherwise.
+    pub(crate) fn from_io(error: io::Error) -> CloseReason {
+        let kind = match error.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+                CloseKind::Reset
+            }
+            _ => CloseKind::Error,
+        };
+        CloseReason { kind, error: Some(error) }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            Some(e) => write!(f, "{}: {e}", self.kind.name()),
+            None => f.write_str(self.kind.name()),
+        }
+    }
+}
+
+/// What ended a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseKind {
     /// The conversation ended normally: the peer sent EOF and everything was flushed.
     PeerClosed,
     /// The application closed it ([`Next::Close`], [`Context::close`]) after flushing.
     Local,
     /// The application aborted it ([`Context::abort`]): queued output was dropped.
     Aborted,
-    /// The peer reset the connection (ECONNRESET, EPIPE).
+    /// The peer reset the connection (ECONNRESET, EPIPE, ECONNABORTED).
     Reset,
     /// No byte moved for [`Config::idle_timeout`](crate::Config::idle_timeout).
     IdleTimeout,
-    /// The loop shut down; output was flushed where the deadline allowed.
+    /// The loop shut down; output was flushed where the timeout allowed.
     Shutdown,
     /// An outbound connect failed (for example ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH).
-    ConnectFailed(io::Error),
-    /// Any other I/O error on the socket.
-    Error(io::Error),
-}
-
-impl CloseReason {
-    /// The reason without its payload, for counting and matching.
-    pub fn kind(&self) -> CloseKind {
-        match self {
-            CloseReason::PeerClosed => CloseKind::PeerClosed,
-            CloseReason::Local => CloseKind::Local,
-            CloseReason::Aborted => CloseKind::Aborted,
-            CloseReason::Reset => CloseKind::Reset,
-            CloseReason::IdleTimeout => CloseKind::IdleTimeout,
-            CloseReason::Shutdown => CloseKind::Shutdown,
-            CloseReason::ConnectFailed(_) => CloseKind::ConnectFailed,
-            CloseReason::Error(_) => CloseKind::Error,
-        }
-    }
-
-    pub(crate) fn from_io(error: io::Error) -> CloseReason {
-        match error.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
-                CloseReason::Reset
-            }
-            _ => CloseReason::Error(error),
-        }
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CloseReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
-            CloseReason::Error(e) => write!(f, "I/O error: {e}"),
-            other => f.write_str(other.kind().name()),
-        }
-    }
-}
-
-/// [`CloseReason`] without its payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[allow(missing_docs)] // each variant is documented on CloseReason
-pub enum CloseKind {
-    PeerClosed,
-    Local,
-    Aborted,
-    Reset,
-    IdleTimeout,
-    Shutdown,
     ConnectFailed,
+    /// Any other I/O error on the socket.
     Error,
 }
 

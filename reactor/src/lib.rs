@@ -36,6 +36,21 @@
 //! differ and the event is dropped. [`ConnId`]s carry the same generation, so a stale id held by the
 //! application is refused instead of reaching a stranger.
 //!
+//! # Where things are
+//! One readable event goes from `poll` to [`Handler::on_data`] and out as a write through four files,
+//! in one direction: `event_loop.rs` → `connection/read.rs` → `context.rs` → `connection/write.rs`.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `event_loop.rs` | the turn and its phases: poll, route each event, the ready list, requests from other threads, timers, shutdown |
+//! | `core.rs` | the entry table (listeners, connections, UDP sockets, the application's sources) and every counter that follows an insert or a removal |
+//! | `connection/` | one TCP stream's whole life: `read.rs` (readiness, reads, EOF, connect completion), `write.rs` (send, queue, flush, half-close, close), `state.rs` (its state as one typed value), `mod.rs` (open, idle timeout, close, with the state diagram) |
+//! | `listener.rs` | bind and listen, accept until `WouldBlock`, admission at `max_connections`, the EMFILE back-off |
+//! | `datagram.rs` | UDP sockets |
+//! | `handler.rs`, `context.rs` | the API: what the loop tells the application, and what a callback may ask |
+//! | `timer.rs`, `token.rs`, `output.rs`, `stats.rs`, `config.rs`, `handle.rs` | timers, generation-tagged ids, the bounded output queue, counters, settings, the cross-thread handle |
+//! | `sys/` | the few platform calls the loop itself makes (send and receive flags, urgent-data readiness, non-blocking connect) |
+//!
 //! # What the loop guarantees, and what it does not
 //! - Every byte a connection reads reaches [`Handler::on_data`] in order; every byte accepted by
 //!   [`Context::send`] is written in order or the connection closes with a reason.
@@ -84,6 +99,7 @@
 //! // event_loop.run() serves until a Handle stops or shuts it down.
 //! # Ok::<(), std::io::Error>(())
 //! ```
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
@@ -111,7 +127,7 @@ pub use handle::Handle;
 pub use handler::{AfterEof, CloseKind, CloseReason, ConnectOptions, Handler, Next, Origin};
 pub use listener::ListenerOptions;
 pub use stats::{AcceptErrorKind, Counters};
-pub use token::{ConnId, ListenerId, SourceId, TimerId, UdpId};
+pub use token::{ConnId, ListenerId, SocketId, SourceId, TimerId, UdpId};
 
 /// The `mio` types that appear in this crate's API (`Interest`, `Event`, `Source`), re-exported so that
 /// users need not pin the same `mio` version themselves.

@@ -61,6 +61,34 @@ impl Generations {
     }
 }
 
+/// The id of an entry that owns a socket with an address of its own: [`ConnId`], [`ListenerId`] or
+/// [`UdpId`], for [`Context::local_addr`](crate::Context::local_addr). Implemented by those three only.
+pub trait SocketId: Copy + fmt::Display + sealed::Sealed {}
+
+pub(crate) mod sealed {
+    /// Keeps [`SocketId`](super::SocketId) to this crate's ids, and gives the loop their key.
+    pub trait Sealed {
+        /// The entry's token, from which the loop finds it in its table.
+        fn token(&self) -> mio::Token;
+        /// What asking about the entry says once it is gone.
+        fn gone(&self) -> std::io::Error;
+    }
+}
+
+macro_rules! socket_id {
+    ($name:ident, $gone:expr) => {
+        impl SocketId for $name {}
+        impl sealed::Sealed for $name {
+            fn token(&self) -> Token {
+                self.0.token()
+            }
+            fn gone(&self) -> std::io::Error {
+                std::io::Error::new($gone, format!("{self} is closed"))
+            }
+        }
+    };
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -121,6 +149,10 @@ id_type!(
     SourceId,
     "source"
 );
+
+socket_id!(ConnId, std::io::ErrorKind::NotConnected);
+socket_id!(ListenerId, std::io::ErrorKind::NotFound);
+socket_id!(UdpId, std::io::ErrorKind::NotFound);
 
 /// A timer set through [`Context::set_timer`](crate::Context::set_timer); cancel it with
 /// [`Context::cancel_timer`](crate::Context::cancel_timer).

@@ -33,8 +33,8 @@ impl Handler for Recorder {
         self.opened.push((conn, origin));
     }
     fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
-        let errno = match reason {
-            CloseReason::ConnectFailed(e) | CloseReason::Error(e) => hostinfo::errno_name(e).to_owned(),
+        let errno = match (reason.kind(), reason.error()) {
+            (CloseKind::ConnectFailed | CloseKind::Error, Some(e)) => hostinfo::errno_name(e).to_owned(),
             _ => String::new(),
         };
         self.closed.push((conn, errno, reason.kind()));

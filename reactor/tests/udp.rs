@@ -32,7 +32,7 @@ fn udp_loop() -> (EventLoop<DatagramEcho>, SocketAddr) {
     let mut event_loop = EventLoop::new(Config::default(), DatagramEcho::default()).unwrap();
     let mut ctx = event_loop.context();
     let socket = ctx.bind_udp(util::any_local_address()).unwrap();
-    let addr = ctx.udp_local_addr(socket).unwrap();
+    let addr = ctx.local_addr(socket).unwrap();
     (event_loop, addr)
 }
 

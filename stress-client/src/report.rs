@@ -1,5 +1,5 @@
-//! The report of an `echo`, `connect` or `churn` run: one JSON object (schema in README-json.md), and
-//! the merge of several reports into one. The readable summary is in `summary`.
+//! The report of an `echo`, `connect` or `churn` run: one JSON object (its schema is the README's "JSON
+//! reports" section), and the merge of several reports into one. The readable summary is in `summary`.
 
 use std::collections::BTreeMap;
 

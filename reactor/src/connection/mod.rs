@@ -47,13 +47,12 @@ use mio::Interest;
 use mio::net::TcpStream;
 
 use crate::core::{Core, Entry};
-use crate::handler::{CloseReason, ConnectOptions, Origin};
+use crate::handler::{CloseKind, CloseReason, ConnectOptions, Origin};
 use crate::output::OutputQueue;
 use crate::timer::TimerKind;
 use crate::token::Key;
 use crate::{ConnId, Context, Handler, ListenerId};
 
-pub(crate) use state::Ending;
 use state::{State, Step};
 
 /// A TCP connection in the loop's table.
@@ -124,7 +123,7 @@ pub(crate) fn idle_timer_fired(core: &mut Core, key: Key) {
     conn.idle_timer = None;
     let quiet = now.saturating_duration_since(conn.last_active);
     if quiet >= idle {
-        core.schedule_close(key, CloseReason::IdleTimeout);
+        core.schedule_close(key, CloseReason::of(CloseKind::IdleTimeout));
     } else {
         let timer = core.set_timer(idle - quiet, TimerKind::Idle(key));
         if let Some(conn) = core.connection(key) {

@@ -10,9 +10,9 @@ use std::io;
 use log::debug;
 use mio::event::Event;
 
-use super::{Ending, write};
+use super::write;
 use crate::core::Core;
-use crate::handler::{AfterEof, CloseReason, Next, Origin};
+use crate::handler::{AfterEof, CloseKind, CloseReason, Next, Origin};
 use crate::token::Key;
 use crate::{ConnId, Context, Handler};
 
@@ -144,7 +144,7 @@ fn pause_or_close(core: &mut Core, key: Key, next: Next) {
             }
         }
         Next::Close => {
-            let _ = write::close(core, key, Ending::Local);
+            let _ = write::close(core, key, CloseKind::Local);
         }
     }
 }
@@ -154,12 +154,12 @@ fn peer_eof<H: Handler>(core: &mut Core, handler: &mut H, key: Key) {
     let Some(conn) = core.connection(key) else { return };
     if let Some(ending) = conn.state.lingering() {
         // Our FIN went out earlier; the peer's has now arrived: the close is complete.
-        core.schedule_close(key, ending.reason());
+        core.schedule_close(key, CloseReason::of(ending));
         return;
     }
     match handler.on_eof(&mut Context { core }, ConnId(key)) {
         AfterEof::Close => {
-            let _ = write::close(core, key, Ending::PeerClosed);
+            let _ = write::close(core, key, CloseKind::PeerClosed);
         }
         AfterEof::KeepOpen => write::finish_if_flushed(core, key),
     }
@@ -178,7 +178,7 @@ fn connected<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], ke
         },
     };
     if let Some(error) = failure {
-        core.schedule_close(key, CloseReason::ConnectFailed(error));
+        core.schedule_close(key, CloseReason::connect_failed(error));
         return;
     }
     if conn.state.connected() == Some(true) {

@@ -9,28 +9,7 @@
 
 use std::fmt;
 
-use crate::handler::CloseReason;
-
-/// How a close that waits for the flush ends: the reason reported once it completes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ending {
-    /// The peer's EOF began it.
-    PeerClosed,
-    /// The application closed.
-    Local,
-    /// The loop is shutting down.
-    Shutdown,
-}
-
-impl Ending {
-    pub(crate) fn reason(self) -> CloseReason {
-        match self {
-            Ending::PeerClosed => CloseReason::PeerClosed,
-            Ending::Local => CloseReason::Local,
-            Ending::Shutdown => CloseReason::Shutdown,
-        }
-    }
-}
+use crate::handler::CloseKind;
 
 /// Where a connection is in its life (see the diagram in the [module doc](super)).
 ///
@@ -47,13 +26,13 @@ enum Phase {
     WriteShut = 2,
     /// Our FIN is out after a close: reading only to discard until the peer's FIN or the linger timer,
     /// so that unread input does not turn the close into a reset.
-    Lingering(Ending) = 3,
+    Lingering(CloseKind) = 3,
     /// An outbound connect is in progress. `then` is what the application asked meanwhile; `nodelay`
     /// asks for TCP_NODELAY once connected.
     Opening { nodelay: bool, then: Then } = 4,
     /// Close asked: queued output flushes and nothing more is read (the application hears no more
     /// data); then our FIN.
-    Closing(Ending) = 5,
+    Closing(CloseKind) = 5,
     /// Scheduled to close: removed as soon as the current callback returns. Events and calls are
     /// ignored.
     Closed = 6,
@@ -72,7 +51,7 @@ impl Phase {
 enum Then {
     Open,
     ShutWrite,
-    Close(Ending),
+    Close(CloseKind),
 }
 
 impl Then {
@@ -93,7 +72,7 @@ pub(crate) enum Step {
     /// Send our FIN (`shutdown(Write)`), then report it with [`State::fin_sent`].
     SendFin,
     /// Close now, with this ending.
-    Close(Ending),
+    Close(CloseKind),
     /// Lingering began: arm the linger timer and read on, to see the peer's FIN.
     Linger,
 }
@@ -218,7 +197,7 @@ impl State {
 
     /// The ending of a close whose FIN is out, while it waits for the peer's.
     #[inline]
-    pub(crate) fn lingering(&self) -> Option<Ending> {
+    pub(crate) fn lingering(&self) -> Option<CloseKind> {
         match self.phase {
             Phase::Lingering(ending) => Some(ending),
             _ => None,
@@ -378,7 +357,7 @@ impl State {
     /// A close is asked (by the application, the peer's EOF, or shutdown): stop reading, flush, FIN.
     /// The first close asked stands. After a half-close whose FIN is already out, the close goes
     /// straight to what follows the FIN, which the returned step says.
-    pub(crate) fn ask_close(&mut self, ending: Ending) -> Step {
+    pub(crate) fn ask_close(&mut self, ending: CloseKind) -> Step {
         match self.phase {
             Phase::Opening { nodelay, then: Then::Open | Then::ShutWrite } => {
                 self.phase = Phase::Opening { nodelay, then: Then::Close(ending) };
@@ -403,7 +382,7 @@ impl State {
             // A connect that never completed sends no FIN; a half-close waits for the connect.
             Phase::Opening { then: Then::Close(ending), .. } => Step::Close(ending),
             Phase::ShuttingWrite | Phase::Closing(_) => Step::SendFin,
-            Phase::WriteShut if read_closed => Step::Close(Ending::PeerClosed),
+            Phase::WriteShut if read_closed => Step::Close(CloseKind::PeerClosed),
             Phase::Lingering(ending) if read_closed => Step::Close(ending),
             Phase::Opening { .. } | Phase::Open | Phase::WriteShut | Phase::Lingering(_) | Phase::Closed => {
                 Step::Stay
@@ -418,7 +397,7 @@ impl State {
         match self.phase {
             Phase::ShuttingWrite => {
                 self.phase = Phase::WriteShut;
-                if read_closed { Step::Close(Ending::PeerClosed) } else { Step::Stay }
+                if read_closed { Step::Close(CloseKind::PeerClosed) } else { Step::Stay }
             }
             Phase::Closing(ending) if read_closed => Step::Close(ending),
             Phase::Closing(ending) => {
@@ -455,8 +434,8 @@ mod tests {
         state.ask_shutdown_write();
         assert_eq!(state.flushed(), Step::SendFin);
         assert_eq!(state.fin_sent(), Step::Stay);
-        assert_eq!(state.ask_close(Ending::Local), Step::Linger);
-        assert_eq!(state.lingering(), Some(Ending::Local));
+        assert_eq!(state.ask_close(CloseKind::Local), Step::Linger);
+        assert_eq!(state.lingering(), Some(CloseKind::Local));
         assert_eq!(state.flushed(), Step::Stay);
     }
 
@@ -476,7 +455,7 @@ mod tests {
         let mut state = State::accepted();
         state.pause_by_backpressure();
         state.pause_by_app();
-        assert_eq!(state.ask_close(Ending::Shutdown), Step::Stay);
+        assert_eq!(state.ask_close(CloseKind::Shutdown), Step::Stay);
         assert!(!state.wants_read(), "a close that flushes reads nothing");
         assert_eq!(state.flushed(), Step::SendFin);
         assert_eq!(state.fin_sent(), Step::Linger);
@@ -484,6 +463,6 @@ mod tests {
         state.pause_by_app();
         assert!(state.wants_read(), "a pause after the close is ignored");
         state.eof();
-        assert_eq!(state.flushed(), Step::Close(Ending::Shutdown));
+        assert_eq!(state.flushed(), Step::Close(CloseKind::Shutdown));
     }
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use mio::Interest;
 use mio::net::TcpStream;
 
-use super::{Ending, Step, not_connected, queue_read};
+use super::{Step, not_connected, queue_read};
 use crate::core::Core;
-use crate::handler::CloseReason;
+use crate::handler::{CloseKind, CloseReason};
 use crate::output::Flush;
 use crate::timer::TimerKind;
 use crate::token::Key;
@@ -173,7 +173,7 @@ pub(crate) fn want_write(core: &mut Core, key: Key, on: bool) {
                 conn.state.set_writable_interest(on);
             }
         }
-        Err(e) => core.schedule_close(key, CloseReason::Error(e)),
+        Err(e) => core.schedule_close(key, CloseReason::io_error(e)),
     }
 }
 
@@ -189,7 +189,7 @@ pub(crate) fn shutdown_write(core: &mut Core, key: Key) -> io::Result<()> {
 
 /// Asks for a close once the output is flushed: stop reading, flush, FIN, linger for the peer's FIN,
 /// close with `ending`.
-pub(crate) fn close(core: &mut Core, key: Key, ending: Ending) -> io::Result<()> {
+pub(crate) fn close(core: &mut Core, key: Key, ending: CloseKind) -> io::Result<()> {
     let Some(conn) = core.connection(key).filter(|c| !c.state.is_closed()) else {
         return Err(not_connected(key));
     };
@@ -224,7 +224,7 @@ fn take_step(core: &mut Core, key: Key, step: Step) {
             let next = conn.state.fin_sent();
             take_step(core, key, next);
         }
-        Step::Close(ending) => core.schedule_close(key, ending.reason()),
+        Step::Close(ending) => core.schedule_close(key, CloseReason::of(ending)),
         Step::Linger => {
             core.set_timer(LINGER, TimerKind::Linger(key));
             queue_read(core, key);
@@ -239,14 +239,14 @@ pub(crate) fn abort(core: &mut Core, key: Key) -> io::Result<()> {
     };
     conn.output.clear();
     let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
-    core.schedule_close(key, CloseReason::Aborted);
+    core.schedule_close(key, CloseReason::of(CloseKind::Aborted));
     Ok(())
 }
 
 /// The linger timer fired: the peer's FIN did not come in time; close anyway.
 pub(crate) fn linger_expired(core: &mut Core, key: Key) {
     if let Some(ending) = core.connection(key).and_then(|c| c.state.lingering()) {
-        core.schedule_close(key, ending.reason());
+        core.schedule_close(key, CloseReason::of(ending));
     }
 }
 
@@ -282,7 +282,7 @@ mod tests {
         }
         let conn = core.connection(key).unwrap();
         let (queued, wants_write) = (conn.output.len(), conn.state.writable_interest());
-        let closed = matches!(core.pop_closing(), Some((k, CloseReason::Error(_))) if k == key);
+        let closed = matches!(core.pop_closing(), Some((k, r)) if k == key && r.kind() == CloseKind::Error);
         assert!(
             closed && result.is_ok() && !wants_write,
             "{queued} B queued, closing: {closed}, WRITABLE believed registered: {wants_write}, send: {result:?}"

@@ -2,7 +2,7 @@
 //! or the server closing or resetting a connection we still used.
 
 use nix::libc::ECONNRESET;
-use reactor::{CloseReason, ConnId, Context};
+use reactor::{CloseKind, CloseReason, ConnId, Context};
 
 use super::{Driver, Phase};
 use crate::error_kind::ErrorKind;
@@ -40,11 +40,11 @@ impl Driver {
     /// Counts why the connection of slot `index` closed; returns whether its connect failed.
     pub(super) fn count_close(&mut self, index: usize, reason: &CloseReason, ours: bool) -> bool {
         let timed_out = self.slots[index].timed_out;
-        let failed = matches!(reason, CloseReason::ConnectFailed(_)) || timed_out;
-        match reason {
-            CloseReason::ConnectFailed(e) => self.failed(ErrorKind::of(e)),
-            CloseReason::Aborted if timed_out => self.failed(ErrorKind::TimedOut),
-            CloseReason::Reset | CloseReason::Error(_) if ours && self.phase != Phase::Closing => {
+        let failed = reason.kind() == CloseKind::ConnectFailed || timed_out;
+        match (reason.kind(), reason.error()) {
+            (CloseKind::ConnectFailed, Some(e)) => self.failed(ErrorKind::of(e)),
+            (CloseKind::Aborted, _) if timed_out => self.failed(ErrorKind::TimedOut),
+            (CloseKind::Reset | CloseKind::Error, _) if ours && self.phase != Phase::Closing => {
                 self.server_reset(index, reason)
             }
             _ => {}
@@ -54,8 +54,8 @@ impl Driver {
 
     /// The server reset (or the kernel failed) a connection we still used.
     fn server_reset(&mut self, index: usize, reason: &CloseReason) {
-        let kind = match reason {
-            CloseReason::Error(e) => ErrorKind::of(e),
+        let kind = match (reason.kind(), reason.error()) {
+            (CloseKind::Error, Some(e)) => ErrorKind::of(e),
             _ => ErrorKind::Errno(ECONNRESET),
         };
         self.tally.error(kind);
