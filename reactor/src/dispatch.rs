@@ -274,6 +274,7 @@ impl<H: Handler> Inner<H> {
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    crate::sys::no_sigpipe(&stream);
                     listener.backoff = initial_backoff;
                     if listener.nodelay {
                         let _ = stream.set_nodelay(true);
