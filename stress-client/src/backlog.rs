@@ -27,11 +27,12 @@ pub struct BacklogReport {
     pub configured_backlog: Option<u32>,
     /// What the kernel will use for that backlog: min(backlog, somaxconn).
     pub effective_backlog: Option<u64>,
-    /// The listener's accept-queue length from /proc/net/tcp{,6} after the probe.
-    pub accept_queue: u64,
+    /// The listener's accept-queue length from /proc/net/tcp{,6} after the probe; `None` where the OS
+    /// does not show other processes' queues (every OS but Linux).
+    pub accept_queue: Option<u64>,
     /// What ended the probe: "timeout", an error name, or "max".
     pub stopped_by: String,
-    /// `net.core.somaxconn`.
+    /// `net.core.somaxconn` (`kern.ipc.somaxconn` on macOS and FreeBSD).
     pub somaxconn: Option<u64>,
     /// `net.ipv4.tcp_max_syn_backlog`.
     pub tcp_max_syn_backlog: Option<u64>,
@@ -39,8 +40,9 @@ pub struct BacklogReport {
     pub tcp_syncookies: Option<u64>,
     /// `net.ipv4.tcp_abort_on_overflow`.
     pub tcp_abort_on_overflow: Option<u64>,
-    /// Rise of TcpExt ListenOverflows during the probe.
-    pub listen_overflows: u64,
+    /// Rise of TcpExt ListenOverflows during the probe; `None` where the OS has no such counter (every
+    /// OS but Linux).
+    pub listen_overflows: Option<u64>,
     /// One sentence on what the numbers mean.
     pub explanation: String,
     /// The machine and its limits.
@@ -71,12 +73,12 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
             }
         }
     }
-    let accept_queue = tcp_states(args.target.port()).map(|s| s.accept_queue).unwrap_or(0);
+    let accept_queue = tcp_states(args.target.port()).map(|s| s.accept_queue).ok();
     let overflows = match (before, listen_counters()) {
-        (Some(a), Some(b)) => b.overflows.saturating_sub(a.overflows),
-        _ => 0,
+        (Some(a), Some(b)) => Some(b.overflows.saturating_sub(a.overflows)),
+        _ => None,
     };
-    let somaxconn = sysctl_u64("net.core.somaxconn");
+    let somaxconn = hostinfo::somaxconn();
     let effective = args.backlog.map(|b| somaxconn.map_or(u64::from(b), |m| m.min(u64::from(b))));
     let completed = held.len() as u64;
     let explanation = explain(completed, &stopped_by, effective, timeout);
@@ -127,17 +129,17 @@ impl BacklogReport {
         format!(
             "backlog probe of {}\ncompleted {} (stopped by {}), accept queue now {}, configured backlog {}\n\
              somaxconn {}, tcp_max_syn_backlog {}, tcp_syncookies {}, tcp_abort_on_overflow {}, \
-             ListenOverflows +{}\n{}",
+             ListenOverflows {}\n{}",
             self.target,
             self.completed,
             self.stopped_by,
-            self.accept_queue,
+            show(self.accept_queue),
             self.configured_backlog.map_or("unknown".to_owned(), |b| b.to_string()),
             show(self.somaxconn),
             show(self.tcp_max_syn_backlog),
             show(self.tcp_syncookies),
             show(self.tcp_abort_on_overflow),
-            self.listen_overflows,
+            self.listen_overflows.map_or("n/a".to_owned(), |n| format!("+{n}")),
             self.explanation
         )
     }

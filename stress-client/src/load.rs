@@ -124,9 +124,14 @@ fn measure(
     report.fill(&combined.tally, combined.measured.as_secs_f64());
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
-    report.sockets = hostinfo::tcp_states(load.target.port())
-        .map(|s| s.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect())
-        .unwrap_or_default();
+    match hostinfo::tcp_states(load.target.port()) {
+        Ok(states) => {
+            report.sockets = states.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect()
+        }
+        // An empty table would read as "no sockets": say instead that this OS does not show them.
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => report.diagnosis.push(e.to_string()),
+        Err(_) => {}
+    }
     report.environment = environment;
     Ok(report)
 }
