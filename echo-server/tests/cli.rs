@@ -16,6 +16,21 @@ fn an_unparsable_address_is_refused() {
 }
 
 #[test]
+fn a_name_that_does_not_resolve_is_refused_naming_it() {
+    fails_with(&["--addr", "no-such-host.invalid:1"], 2, "cannot resolve no-such-host.invalid");
+}
+
+/// `--addr` takes a name as well as an address: the server listens on the first address it resolves to
+/// and says which.
+#[test]
+fn a_name_is_resolved_and_the_address_named_on_the_first_line() {
+    let server = testkit::ServerProcess::start(util::command(&["--addr", "localhost:0"]));
+    assert!(server.addr.ip().is_loopback() && server.addr.port() != 0, "{}", server.addr);
+    let echoed = testkit::echo_once(server.addr, b"by name", std::time::Duration::from_secs(5));
+    assert_eq!(echoed.ok().as_deref(), Some(&b"by name"[..]));
+}
+
+#[test]
 fn a_zero_backlog_is_refused() {
     fails_with(&["--addr", "127.0.0.1:0", "--backlog", "0"], 2, "--backlog");
 }
