@@ -1,10 +1,11 @@
 //! The command line.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
+
+use crate::listen_addr::ListenAddr;
 
 /// Echo server: the reactor and the blocking thread-per-connection model, side by side.
 ///
@@ -13,9 +14,10 @@ use clap::{CommandFactory, Parser, ValueEnum};
 #[derive(Clone, Debug, Parser)]
 #[command(version)]
 pub struct Cli {
-    /// Address to listen on; port 0 picks a free port (printed on the first line).
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    pub addr: SocketAddr,
+    /// Address to listen on, or a name (the first address it resolves to); port 0 picks a free port
+    /// (printed on the first line).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7878", value_parser = ListenAddr::parse)]
+    pub addr: ListenAddr,
 
     /// Length of the kernel's accept queue, passed to listen(2) (capped by net.core.somaxconn).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]

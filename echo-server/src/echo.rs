@@ -60,9 +60,9 @@ fn open_loops(cli: &Cli) -> Result<Vec<EventLoop<Echo>>, Box<dyn Error>> {
     let reuse_port = threads > 1 || cli.worker_of.is_some();
     if reuse_port && cli.worker_of.is_none() {
         // A worker joins the group its supervisor checked; the others in it make the check fail.
-        crate::port::check_unserved(cli.addr)?;
+        crate::port::check_unserved(cli.addr.tcp())?;
     }
-    let mut addr = cli.addr;
+    let mut addr = cli.addr.tcp();
     let mut loops = Vec::with_capacity(threads);
     for _ in 0..threads {
         let mut event_loop = EventLoop::new(config.clone(), Echo)?;

@@ -11,6 +11,7 @@ mod capacity;
 mod cli;
 mod echo;
 mod lifeline;
+mod listen_addr;
 mod port;
 mod served;
 mod signals;

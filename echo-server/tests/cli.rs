@@ -16,6 +16,21 @@ fn an_unparsable_address_is_refused() {
 }
 
 #[test]
+fn a_name_that_does_not_resolve_is_refused_naming_it() {
+    fails_with(&["--addr", "no-such-host.invalid:1"], 2, "cannot resolve no-such-host.invalid");
+}
+
+/// `--addr` takes a name as well as an address: the server listens on the first address it resolves to
+/// and says which.
+#[test]
+fn a_name_is_resolved_and_the_address_named_on_the_first_line() {
+    let server = testkit::ServerProcess::start(util::command(&["--addr", "localhost:0"]));
+    assert!(server.addr.ip().is_loopback() && server.addr.port() != 0, "{}", server.addr);
+    let echoed = testkit::echo_once(server.addr, b"by name", std::time::Duration::from_secs(5));
+    assert_eq!(echoed.ok().as_deref(), Some(&b"by name"[..]));
+}
+
+#[test]
 fn a_zero_backlog_is_refused() {
     fails_with(&["--addr", "127.0.0.1:0", "--backlog", "0"], 2, "--backlog");
 }
@@ -109,7 +124,11 @@ fn signalled_right_after_the_first_line_exits_cleanly(args: &[&str]) {
     use nix::sys::signal::Signal;
     for round in 0..20 {
         let mut server = util::start(args);
-        let fds = testkit::open_fds(server.pid());
+        // The descriptor count (from /proc) goes into the failure message.
+        #[cfg(target_os = "linux")]
+        let fds = testkit::open_fds(server.pid()).to_string();
+        #[cfg(not(target_os = "linux"))]
+        let fds = "?";
         server.signal(Signal::SIGTERM);
         let status = server.wait_exit(std::time::Duration::from_secs(10)).expect("exit after SIGTERM");
         assert!(status.success(), "{args:?} round {round}: exit status {status} ({fds} fds when signalled)");

@@ -51,6 +51,8 @@ fn a_worker_that_dies_takes_the_server_down_with_a_failure() {
     assert!(!status.success());
 }
 
+// Reads the server's RSS from /proc.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_peer_that_never_reads_keeps_server_memory_bounded() {
     let server = util::start(&[]);

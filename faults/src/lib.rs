@@ -6,6 +6,10 @@
 //! The default counts are scaled down to keep `cargo test --workspace` short; `FAULTS_LONG=1` runs the
 //! full sizes the reliability table quotes. Cases that need root and `ip` (namespaces, `tc`, blackhole
 //! routes) report themselves as skipped where they cannot run, and fail instead when `CI` is set.
+//!
+//! Linux only, as a whole: namespaces, `tc`, `/proc` and the kernel's own counters are what the suite
+//! is made of. Elsewhere the crate and its tests are empty.
+#![cfg(target_os = "linux")]
 #![deny(missing_docs)]
 
 pub mod binaries;

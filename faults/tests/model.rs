@@ -1,6 +1,9 @@
 //! The reactor against a model: random sequences of peer actions with invariants checked after every
 //! step. (The token-reuse rule is `reactor/tests/api.rs`'s `closed_token_reused_in_same_batch`.)
 
+// The suite is Linux only (see the crate docs).
+#![cfg(target_os = "linux")]
+
 mod util;
 
 use std::collections::HashMap;

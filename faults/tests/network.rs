@@ -1,6 +1,9 @@
 //! Faults of the network, between two namespaces joined by a veth pair: a slow shaped link, and a
 //! peer that goes silent behind a blackhole route.
 
+// The suite is Linux only (see the crate docs).
+#![cfg(target_os = "linux")]
+
 mod util;
 
 use std::io::{Read, Write};

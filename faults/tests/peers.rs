@@ -1,6 +1,9 @@
 //! Faults of peers: resets, half-closes, peers that never read, idle and trickling peers, churn, a
 //! signal storm, tiny socket buffers, and a shutdown in the middle of transfers.
 
+// The suite is Linux only (see the crate docs).
+#![cfg(target_os = "linux")]
+
 mod util;
 
 use std::io::{self, Read, Write};

@@ -1,6 +1,9 @@
 //! Faults of resources: the baseline, running out of descriptors (for real and through the accept
 //! seam), a full accept queue, and exhausted ephemeral ports.
 
+// The suite is Linux only (see the crate docs).
+#![cfg(target_os = "linux")]
+
 mod util;
 
 use std::io::{Read, Write};

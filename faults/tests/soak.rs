@@ -1,6 +1,9 @@
 //! Soak: mixed faults and churn for a bounded time, with the server's memory and descriptors sampled
 //! throughout.
 
+// The suite is Linux only (see the crate docs).
+#![cfg(target_os = "linux")]
+
 mod util;
 
 use std::io::{self, Write};

@@ -9,28 +9,32 @@
 //! |---|---|---|
 //! | `errno` | [`errno_name`]: `EMFILE`, `ECONNREFUSED`… | every Unix |
 //! | `fd_limit` | [`FdLimit`]: RLIMIT_NOFILE, and raising it | every Unix |
-//! | `proc_net` | [`tcp_states`], [`listen_counters`], [`udp_drops`] from `/proc/net` | Linux |
-//! | `machine` | [`sysctl`], [`local_port_range`], [`cpus`] from `/proc/sys`, `/proc/cpuinfo` | Linux |
-//! | [`process`] | memory, threads, CPU time, descriptors of one process from `/proc/PID` | Linux |
+//! | `proc_net` | [`tcp_states`], [`listen_counters`], [`udp_drops`] from `/proc/net` | Linux only |
+//! | `machine` | [`sysctl`], [`somaxconn`], [`file_max`], [`local_port_range`], [`cpus`]… | every Unix |
+//! | [`process`] | memory, threads, CPU time, descriptors of one process from `/proc/PID` | Linux only |
 //!
 //! Readers of text files never fail on their content: a missing or malformed field (another kernel, a
 //! container that hides part of `/proc`) reads as absent. They describe; callers decide what an absent
-//! figure means for them.
+//! figure means for them. "Linux only" readers exist everywhere but answer "not available on this OS"
+//! elsewhere: `None`, or an [`io::ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported) error whose
+//! message names the fact, never a zero that looks measured ([`process`] is compiled on Linux alone:
+//! only Linux tests and benches read other processes).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod errno;
 mod fd_limit;
-#[cfg(target_os = "linux")]
 mod machine;
-#[cfg(target_os = "linux")]
 mod proc_net;
 #[cfg(target_os = "linux")]
 pub mod process;
 
 pub use errno::errno_name;
 pub use fd_limit::{FdLimit, fd_limit, raise_fd_limit, raise_hard_fd_limit};
-#[cfg(target_os = "linux")]
-pub use machine::{cpus, local_port_range, sysctl, sysctl_u64};
-#[cfg(target_os = "linux")]
+pub use machine::{cpus, file_max, kernel_release, local_port_range, somaxconn, sysctl, sysctl_u64};
 pub use proc_net::{ListenCounters, TcpStates, listen_counters, tcp_states, udp_drops};
+
+/// The error of a reader whose source this OS does not have: `what` names the fact.
+fn not_available(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Unsupported, format!("{what}: not available on this OS"))
+}

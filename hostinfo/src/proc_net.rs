@@ -3,6 +3,15 @@
 //!
 //! Everything here reads text files and never fails on their content: a field that is missing or
 //! malformed (another kernel, a container without `/proc/net/netstat`) reads as absent, not as an error.
+//!
+//! Only Linux has these files. Elsewhere the readers answer "not available on this OS" (`None`, or an
+//! [`io::ErrorKind::Unsupported`] error that says so) rather than zeros that would look measured, and
+//! do not look for files of the same name (FreeBSD's linprocfs imitates some). The BSDs tell a
+//! listener's queue only to the process that owns it (`SO_LISTENQLEN` on FreeBSD), and these readers
+//! look at other processes' sockets, so they have no source there.
+
+/// Where the files exist.
+const HERE: bool = cfg!(target_os = "linux");
 
 use std::fmt;
 use std::io;
@@ -87,8 +96,12 @@ impl fmt::Display for TcpStates {
 
 /// Datagrams the kernel dropped for UDP sockets bound to local `port` because their receive buffers
 /// were full, from the `drops` column of `/proc/net/udp` and `/proc/net/udp6`. The loop cannot see
-/// these drops any other way: they happen before the datagram reaches the socket.
+/// these drops any other way: they happen before the datagram reaches the socket. Linux only: elsewhere
+/// an [`io::ErrorKind::Unsupported`] error.
 pub fn udp_drops(port: u16) -> io::Result<u64> {
+    if !HERE {
+        return Err(crate::not_available(&format!("UDP drops on port {port} (/proc/net/udp)")));
+    }
     let mut drops = 0;
     let mut read_any = None;
     for path in ["/proc/net/udp", "/proc/net/udp6"] {
@@ -116,8 +129,12 @@ fn port_of(field: &str) -> Option<u16> {
 }
 
 /// Counts the TCP sockets whose local or remote port is `port`, from `/proc/net/tcp` and
-/// `/proc/net/tcp6`. Fails only when neither file can be read.
+/// `/proc/net/tcp6`. Fails only when neither file can be read, and on every OS but Linux
+/// ([`io::ErrorKind::Unsupported`]).
 pub fn tcp_states(port: u16) -> io::Result<TcpStates> {
+    if !HERE {
+        return Err(crate::not_available(&format!("TCP socket states on port {port} (/proc/net/tcp)")));
+    }
     let mut states = TcpStates::default();
     let mut read_any = None;
     for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -145,8 +162,12 @@ pub struct ListenCounters {
     pub drops: u64,
 }
 
-/// Reads [`ListenCounters`]; `None` where `/proc/net/netstat` or its fields are missing.
+/// Reads [`ListenCounters`]; `None` where `/proc/net/netstat` or its fields are missing, and on every
+/// OS but Linux.
 pub fn listen_counters() -> Option<ListenCounters> {
+    if !HERE {
+        return None;
+    }
     let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
     let mut lines = text.lines();
     // The file pairs a header line of names with a line of values, both starting "TcpExt:".
@@ -184,6 +205,7 @@ mod tests {
         assert_eq!(states.to_string(), "ESTABLISHED 1, LISTEN 1");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn reads_a_listener_of_this_process() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -191,6 +213,7 @@ mod tests {
         assert_eq!(tcp_states(port).unwrap().count("LISTEN"), 1);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn reads_netstat() {
         assert!(listen_counters().is_some());

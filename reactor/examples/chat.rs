@@ -2,7 +2,7 @@
 //! with the sender's address.
 //!
 //! ```text
-//! cargo run -p reactor --example chat -- --listen 127.0.0.1:7000
+//! cargo run -p reactor --example chat -- --addr 127.0.0.1:7000
 //! nc 127.0.0.1 7000        # in two or more terminals
 //! ```
 //!
@@ -55,8 +55,8 @@ pub const SLOW_PEER_QUEUE: usize = 64 * 1024;
 #[derive(Debug, Parser)]
 struct Cli {
     /// Address to listen on; port 0 picks a free port (printed on the first line).
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    listen: SocketAddr,
+    #[arg(long, visible_alias = "listen", default_value = "127.0.0.1:7000")]
+    addr: SocketAddr,
 }
 
 fn main() -> ExitCode {
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> io::Result<()> {
     let mut event_loop = EventLoop::new(Config::default(), Chat::default())?;
-    let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.listen))?;
+    let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.addr))?;
     // Before the listening line: whoever signals as soon as it is printed gets a graceful shutdown.
     let signals = ShutdownSignals::register(&mut event_loop.context())?;
     event_loop.handler_mut().signals = Some(signals);

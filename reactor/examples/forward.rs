@@ -1,7 +1,7 @@
-//! A TCP port forwarder: every connection accepted on `--listen` is carried to `--to`.
+//! A TCP port forwarder: every connection accepted on `--addr` is carried to `--to`.
 //!
 //! ```text
-//! cargo run --release -p reactor --example forward -- --listen 127.0.0.1:8080 --to 127.0.0.1:7878
+//! cargo run --release -p reactor --example forward -- --addr 127.0.0.1:8080 --to 127.0.0.1:7878
 //! ```
 //!
 //! One session is two connections on the same loop: the client we accepted and the upstream we
@@ -49,8 +49,8 @@ pub const PAUSE_ABOVE: usize = 128 * 1024;
 #[derive(Debug, Parser)]
 struct Cli {
     /// Address to accept clients on; port 0 picks a free port (printed on the first line).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    #[arg(long, visible_alias = "listen", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
     /// The upstream service every client is carried to.
     #[arg(long)]
     to: SocketAddr,
@@ -76,7 +76,7 @@ fn run(cli: &Cli) -> io::Result<()> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--connect-timeout: {e}")))?;
     let forwarder = Forwarder::new(cli.to, connect_timeout);
     let mut event_loop = EventLoop::new(Config::default(), forwarder)?;
-    let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.listen))?;
+    let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.addr))?;
     // Before the listening line: whoever signals as soon as it is printed gets a graceful shutdown.
     let signals = ShutdownSignals::register(&mut event_loop.context())?;
     event_loop.handler_mut().signals = Some(signals);

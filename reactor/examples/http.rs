@@ -1,7 +1,7 @@
 //! An HTTP/1.1 "hello" responder with keep-alive and pipelining, for reading and for load tests.
 //!
 //! ```text
-//! cargo run --release -p reactor --example http -- --listen 127.0.0.1:8000
+//! cargo run --release -p reactor --example http -- --addr 127.0.0.1:8000
 //! wrk -c 100 -d 10s http://127.0.0.1:8000/
 //! ```
 //!
@@ -61,8 +61,8 @@ const BODY: &[u8] = b"Hello, world!\n";
 #[derive(Debug, Parser)]
 struct Cli {
     /// Address to listen on; port 0 picks a free port (printed on the first line).
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    listen: SocketAddr,
+    #[arg(long, visible_alias = "listen", default_value = "127.0.0.1:8000")]
+    addr: SocketAddr,
 }
 
 fn main() -> ExitCode {
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> io::Result<()> {
     let mut event_loop = EventLoop::new(Config::default(), Hello::default())?;
-    let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.listen).backlog(4096))?;
+    let (_, addr) = event_loop.listen(&ListenerOptions::new(cli.addr).backlog(4096))?;
     // Before the listening line: whoever signals as soon as it is printed gets a graceful shutdown.
     let signals = ShutdownSignals::register(&mut event_loop.context())?;
     event_loop.handler_mut().signals = Some(signals);

@@ -240,6 +240,7 @@ pub(crate) fn accept<H: Handler>(core: &mut Core, handler: &mut H, key: Key) {
         }
         match listener.accept_one() {
             Ok((stream, peer)) => {
+                crate::sys::no_sigpipe(&stream);
                 listener.backoff = initial_backoff;
                 if listener.nodelay {
                     let _ = stream.set_nodelay(true);

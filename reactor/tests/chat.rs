@@ -146,6 +146,16 @@ fn a_line_longer_than_the_limit_disconnects_its_sender() {
     assert_eq!(server.finish().stats.too_long, 1);
 }
 
+/// `--addr` names the listening address, as in `echo-server`; `--listen` is still accepted.
+#[test]
+fn listen_still_names_the_address_as_addr_does() {
+    let server = util::start_example_with("chat", "--listen", &[]);
+    let mut peers = join_all(server.addr, 2);
+    let sender = peers[0].addr();
+    peers[0].writer.write_all(b"by either name\n").unwrap();
+    assert_eq!(peers[1].line(), format!("{sender}: by either name\n"));
+}
+
 #[test]
 fn sigterm_closes_connections_and_exits_0() {
     let server = util::start_example("chat", &[]);

@@ -150,6 +150,27 @@ fn a_slow_client_holds_back_the_upstream_instead_of_growing_memory() {
     assert!(stats.max_queued <= bound, "queued {} B, bound {bound} B", stats.max_queued);
 }
 
+/// `--addr` names the listening address, as in `echo-server`; `--listen` is still accepted.
+#[test]
+fn listen_still_names_the_address_as_addr_does() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap().to_string();
+    // Echoes one message; the client's read timeout bounds the test if the forwarder never comes.
+    std::thread::spawn(move || {
+        let (mut stream, _) = upstream.accept()?;
+        let mut message = [0; 4];
+        stream.read_exact(&mut message)?;
+        stream.write_all(&message)
+    });
+    let server = util::start_example_with("forward", "--listen", &["--to", &upstream_addr]);
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    client.write_all(b"ping").unwrap();
+    let mut pong = [0; 4];
+    client.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"ping");
+}
+
 #[test]
 fn sigterm_closes_connections_and_exits_0() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -386,6 +386,15 @@ fn a_head_arriving_a_byte_at_a_time_is_searched_once() {
     );
 }
 
+/// `--addr` names the listening address, as in `echo-server`; `--listen` is still accepted.
+#[test]
+fn listen_still_names_the_address_as_addr_does() {
+    let server = util::start_example_with("http", "--listen", &[]);
+    let mut client = Client::connect(server.addr);
+    client.writer.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    assert_hello(&client.response(false));
+}
+
 #[test]
 fn sigterm_closes_connections_and_exits_0() {
     let server = util::start_example("http", &[]);

@@ -7,6 +7,7 @@
 //! sockets rather than the loop.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hostinfo::{listen_counters, sysctl_u64, tcp_states};
@@ -19,19 +20,24 @@ use crate::environment::Environment;
 /// The result of a backlog probe.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BacklogReport {
-    /// The listener.
+    /// The listener, as `--target` gave it.
     pub target: String,
+    /// The address probed: `target` itself, or of the addresses its name resolved to, the first that
+    /// completed a connection.
+    #[serde(default)]
+    pub target_addr: String,
     /// Connections the kernel completed while nobody accepted.
     pub completed: u64,
     /// The backlog the listener was given (`--backlog`), if known.
     pub configured_backlog: Option<u32>,
     /// What the kernel will use for that backlog: min(backlog, somaxconn).
     pub effective_backlog: Option<u64>,
-    /// The listener's accept-queue length from /proc/net/tcp{,6} after the probe.
-    pub accept_queue: u64,
+    /// The listener's accept-queue length from /proc/net/tcp{,6} after the probe; `None` where the OS
+    /// does not show other processes' queues (every OS but Linux).
+    pub accept_queue: Option<u64>,
     /// What ended the probe: "timeout", an error name, or "max".
     pub stopped_by: String,
-    /// `net.core.somaxconn`.
+    /// `net.core.somaxconn` (`kern.ipc.somaxconn` on macOS and FreeBSD).
     pub somaxconn: Option<u64>,
     /// `net.ipv4.tcp_max_syn_backlog`.
     pub tcp_max_syn_backlog: Option<u64>,
@@ -39,8 +45,9 @@ pub struct BacklogReport {
     pub tcp_syncookies: Option<u64>,
     /// `net.ipv4.tcp_abort_on_overflow`.
     pub tcp_abort_on_overflow: Option<u64>,
-    /// Rise of TcpExt ListenOverflows during the probe.
-    pub listen_overflows: u64,
+    /// Rise of TcpExt ListenOverflows during the probe; `None` where the OS has no such counter (every
+    /// OS but Linux).
+    pub listen_overflows: Option<u64>,
     /// One sentence on what the numbers mean.
     pub explanation: String,
     /// The machine and its limits.
@@ -52,12 +59,31 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
     let environment = Environment::capture();
     let before = listen_counters();
     let timeout = Duration::from_millis(args.connect_timeout);
+    let connect = |addr: SocketAddr| {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.connect_timeout(&addr.into(), timeout).map(|()| socket)
+    };
     let mut held = Vec::new();
     let mut stopped_by = "max".to_owned();
+    // The first connection tries the target's addresses in order; the rest go where it went.
+    let mut addr = args.target.addr();
     while held.len() < args.max as usize {
-        let socket = Socket::new(Domain::for_address(args.target), Type::STREAM, Some(Protocol::TCP))?;
-        match socket.connect_timeout(&args.target.into(), timeout) {
-            Ok(()) => held.push(socket),
+        let attempt = if held.is_empty() {
+            args.target.connect_in_order(connect).map_err(|tried| {
+                // Every address failed: what the last one said ends the probe, as with one address.
+                tried
+                    .into_iter()
+                    .last()
+                    .map_or_else(|| io::Error::other("no address to connect to"), |(_, e)| e)
+            })
+        } else {
+            connect(addr).map(|socket| (socket, addr))
+        };
+        match attempt {
+            Ok((socket, used)) => {
+                addr = used;
+                held.push(socket);
+            }
             Err(e) => {
                 stopped_by = if e.kind() == io::ErrorKind::TimedOut {
                     "timeout".to_owned()
@@ -71,17 +97,18 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
             }
         }
     }
-    let accept_queue = tcp_states(args.target.port()).map(|s| s.accept_queue).unwrap_or(0);
+    let accept_queue = tcp_states(addr.port()).map(|s| s.accept_queue).ok();
     let overflows = match (before, listen_counters()) {
-        (Some(a), Some(b)) => b.overflows.saturating_sub(a.overflows),
-        _ => 0,
+        (Some(a), Some(b)) => Some(b.overflows.saturating_sub(a.overflows)),
+        _ => None,
     };
-    let somaxconn = sysctl_u64("net.core.somaxconn");
+    let somaxconn = hostinfo::somaxconn();
     let effective = args.backlog.map(|b| somaxconn.map_or(u64::from(b), |m| m.min(u64::from(b))));
     let completed = held.len() as u64;
     let explanation = explain(completed, &stopped_by, effective, timeout);
     Ok(BacklogReport {
         target: args.target.to_string(),
+        target_addr: addr.to_string(),
         completed,
         configured_backlog: args.backlog,
         effective_backlog: effective,
@@ -125,19 +152,24 @@ impl BacklogReport {
     pub fn summary(&self) -> String {
         let show = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());
         format!(
-            "backlog probe of {}\ncompleted {} (stopped by {}), accept queue now {}, configured backlog {}\n\
+            "backlog probe of {}{}\ncompleted {} (stopped by {}), accept queue now {}, configured backlog {}\n\
              somaxconn {}, tcp_max_syn_backlog {}, tcp_syncookies {}, tcp_abort_on_overflow {}, \
-             ListenOverflows +{}\n{}",
+             ListenOverflows {}\n{}",
             self.target,
+            if self.target_addr.is_empty() || self.target_addr == self.target {
+                String::new()
+            } else {
+                format!(" at {}", self.target_addr)
+            },
             self.completed,
             self.stopped_by,
-            self.accept_queue,
+            show(self.accept_queue),
             self.configured_backlog.map_or("unknown".to_owned(), |b| b.to_string()),
             show(self.somaxconn),
             show(self.tcp_max_syn_backlog),
             show(self.tcp_syncookies),
             show(self.tcp_abort_on_overflow),
-            self.listen_overflows,
+            self.listen_overflows.map_or("n/a".to_owned(), |n| format!("+{n}")),
             self.explanation
         )
     }

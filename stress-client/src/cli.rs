@@ -1,10 +1,11 @@
 //! The command line: subcommands, their options, and the checks clap makes before anything runs.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::target::Target;
 
 /// Largest message: big enough for throughput runs, small enough that a pipeline stays bounded.
 pub const MAX_SIZE: usize = 1 << 20;
@@ -76,9 +77,10 @@ impl Command {
 /// Options every load command shares.
 #[derive(Clone, Debug, Args)]
 pub struct LoadArgs {
-    /// The server.
-    #[arg(long)]
-    pub target: SocketAddr,
+    /// The server: an address, or a name that resolves to one or more (of several, the first that
+    /// accepts a connection is used).
+    #[arg(long, value_name = "HOST:PORT", value_parser = Target::parse)]
+    pub target: Target,
     /// Concurrent connections [default: 50; for `connect --until-failure`, the most it will try:
     /// 1,000,000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS))]
@@ -189,9 +191,10 @@ pub struct ChurnArgs {
 /// `backlog`.
 #[derive(Clone, Debug, Args)]
 pub struct BacklogArgs {
-    /// A listener that is not accepting.
-    #[arg(long)]
-    pub target: SocketAddr,
+    /// A listener that is not accepting: an address, or a name (of several addresses, the first that
+    /// completes the first connection is probed).
+    #[arg(long, value_name = "HOST:PORT", value_parser = Target::parse)]
+    pub target: Target,
     /// Stop after this many completed connections even if the kernel keeps completing.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max: u32,

@@ -1,7 +1,7 @@
 //! The machine a run happened on, and the limits it sets: carried in every report, and checked before a
 //! run so that a limit below what was asked for is named in plain words up front.
 
-use hostinfo::{local_port_range, sysctl, sysctl_u64};
+use hostinfo::{local_port_range, sysctl_u64};
 use serde::{Deserialize, Serialize};
 
 /// Descriptors a client process holds besides its connections: stdio, and each loop's poller and
@@ -12,7 +12,7 @@ const DESCRIPTOR_RESERVE: u64 = 16;
 /// Kernel, CPUs and the limits that decide how many connections fit.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
-    /// `uname -r`.
+    /// `uname -r` (empty where it cannot be read).
     pub kernel: String,
     /// CPUs this process may run on.
     pub cpus: u64,
@@ -24,15 +24,16 @@ pub struct Environment {
     pub nofile_soft: u64,
     /// RLIMIT_NOFILE hard limit the run used.
     pub nofile_hard: u64,
-    /// `fs.file-max`: descriptors the whole system may have open.
+    /// `fs.file-max` (`kern.maxfiles` on macOS and FreeBSD): descriptors the whole system may have open.
     pub file_max: Option<u64>,
     /// `fs.nr_open`: the ceiling for any process's hard RLIMIT_NOFILE.
     pub nr_open: Option<u64>,
-    /// `net.core.somaxconn`: the cap on any listen backlog.
+    /// `net.core.somaxconn` (`kern.ipc.somaxconn` on macOS and FreeBSD): the cap on any listen backlog.
     pub somaxconn: Option<u64>,
     /// `net.ipv4.tcp_max_syn_backlog`: half-open connections a listener may hold.
     pub tcp_max_syn_backlog: Option<u64>,
-    /// `net.ipv4.ip_local_port_range`, inclusive.
+    /// `net.ipv4.ip_local_port_range` (`net.inet.ip.portrange.first`/`last` on macOS and FreeBSD),
+    /// inclusive.
     pub ip_local_port_range: Option<(u16, u16)>,
     /// `net.ipv4.tcp_tw_reuse`.
     pub tcp_tw_reuse: Option<u64>,
@@ -53,15 +54,15 @@ impl Environment {
         let _ = hostinfo::raise_fd_limit();
         let after = hostinfo::fd_limit().ok();
         Environment {
-            kernel: sysctl("kernel.osrelease").unwrap_or_default(),
+            kernel: hostinfo::kernel_release().unwrap_or_default(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
             nofile_soft_before: before.map_or(0, |l| l.soft),
             nofile_hard_before: before.map_or(0, |l| l.hard),
             nofile_soft: after.map_or(0, |l| l.soft),
             nofile_hard: after.map_or(0, |l| l.hard),
-            file_max: sysctl_u64("fs.file-max"),
+            file_max: hostinfo::file_max(),
             nr_open,
-            somaxconn: sysctl_u64("net.core.somaxconn"),
+            somaxconn: hostinfo::somaxconn(),
             tcp_max_syn_backlog: sysctl_u64("net.ipv4.tcp_max_syn_backlog"),
             ip_local_port_range: local_port_range(),
             tcp_tw_reuse: sysctl_u64("net.ipv4.tcp_tw_reuse"),

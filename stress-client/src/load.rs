@@ -68,9 +68,16 @@ fn run(
     work: Work,
     rate: Option<f64>,
 ) -> io::Result<Finished> {
+    // Of the addresses a name resolved to, every connection (in every process) goes to the one chosen.
+    let chosen =
+        LoadArgs { target: load.target.choose(Duration::from_millis(load.connect_timeout))?, ..load.clone() };
+    let load = &chosen;
     let mut report = if load.processes > 1 && connections > 1 {
         let reports = crate::processes::run(load, connections, rate)?;
-        Report::merge(&reports).map_err(io::Error::other)?
+        let mut merged = Report::merge(&reports).map_err(io::Error::other)?;
+        // The children were given the chosen address, not the name.
+        merged.target = load.target.to_string();
+        merged
     } else {
         measure(command, load, connections, &work, rate)?
     };
@@ -115,6 +122,7 @@ fn measure(
     let mut report = Report {
         command: command.to_owned(),
         target: load.target.to_string(),
+        target_addr: load.target.addr().to_string(),
         model: if load.blocking { "blocking" } else { "reactor" }.to_owned(),
         connections_requested: connections,
         rate_requested: rate,
@@ -124,9 +132,14 @@ fn measure(
     report.fill(&combined.tally, combined.measured.as_secs_f64());
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
-    report.sockets = hostinfo::tcp_states(load.target.port())
-        .map(|s| s.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect())
-        .unwrap_or_default();
+    match hostinfo::tcp_states(load.target.port()) {
+        Ok(states) => {
+            report.sockets = states.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect()
+        }
+        // An empty table would read as "no sockets": say instead that this OS does not show them.
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => report.diagnosis.push(e.to_string()),
+        Err(_) => {}
+    }
     report.environment = environment;
     Ok(report)
 }
@@ -157,7 +170,7 @@ fn split(load: &LoadArgs, connections: u64, threads: u64, work: &Work, sources: 
                 *r *= fraction;
             }
             let plan = Plan {
-                target: load.target,
+                target: load.target.addr(),
                 first_id: *first_id,
                 connections: n,
                 ramp: load.ramp.map(|r| r * fraction),

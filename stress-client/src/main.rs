@@ -26,6 +26,7 @@ mod shortfall;
 mod source_ips;
 mod summary;
 mod tally;
+mod target;
 mod usage;
 
 use std::process::ExitCode;

@@ -10,8 +10,16 @@ use crate::cli::LoadArgs;
 use crate::report::Report;
 
 /// Options the parent rewrites for each child; everything else passes through unchanged.
-const SPLIT: [&str; 7] =
-    ["--processes", "--connections", "--source-ips", "--rate", "--ramp", "--id-offset", "--child-index"];
+const SPLIT: [&str; 8] = [
+    "--processes",
+    "--connections",
+    "--source-ips",
+    "--rate",
+    "--ramp",
+    "--id-offset",
+    "--child-index",
+    "--target",
+];
 
 /// The command-line arguments without the options in [`SPLIT`] (and `--json`, which children always get).
 fn passed_through(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
@@ -66,6 +74,8 @@ pub fn run(load: &LoadArgs, connections: u64, rate: Option<f64>) -> io::Result<V
         command.args(&base).arg("--json").stdin(Stdio::null()).stdout(Stdio::piped());
         command.args(["--connections", &n.to_string(), "--id-offset", &offset.to_string()]);
         command.args(["--child-index", &i.to_string()]);
+        // The address the parent chose, so that no child resolves the name again or picks another.
+        command.args(["--target", &load.target.addr().to_string()]);
         if let Some(rate) = rate {
             command.args(["--rate", &part_of(rate, n, connections).to_string()]);
         }
@@ -114,7 +124,7 @@ mod tests {
     fn split_options_are_removed_in_both_spellings() {
         let args = ["echo", "--target", "x", "--connections", "9", "--processes=3", "--json", "--size", "8"];
         let kept = passed_through(args.iter().map(OsString::from));
-        assert_eq!(kept, ["echo", "--target", "x", "--size", "8"].map(OsString::from));
+        assert_eq!(kept, ["echo", "--size", "8"].map(OsString::from));
     }
 
     #[test]

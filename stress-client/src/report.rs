@@ -109,8 +109,12 @@ pub struct Histograms {
 pub struct Report {
     /// `echo`, `connect` or `churn`.
     pub command: String,
-    /// The server.
+    /// The server, as `--target` gave it.
     pub target: String,
+    /// The address connected to: `target` itself, or of the addresses its name resolved to, the first
+    /// that accepted a connection. Reports written before it existed have none (empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target_addr: String,
     /// `reactor` or `blocking`.
     pub model: String,
     /// Connections asked for.

@@ -21,12 +21,22 @@ impl Report {
     }
 
     fn write_connections(&self, s: &mut String) {
-        let _ = writeln!(s, "{} against {} ({} model)", self.command, self.target, self.model);
+        let _ =
+            writeln!(s, "{} against {}{} ({} model)", self.command, self.target, self.resolved(), self.model);
         let _ = writeln!(
             s,
             "connections: {} requested, {} established, peak {} at once, {} closed by the server",
             self.connections_requested, self.established, self.peak_concurrent, self.closed_by_server
         );
+    }
+
+    /// " at ADDRESS" when the target was a name.
+    fn resolved(&self) -> String {
+        if self.target_addr.is_empty() || self.target_addr == self.target {
+            String::new()
+        } else {
+            format!(" at {}", self.target_addr)
+        }
     }
 
     fn write_messages(&self, s: &mut String) {

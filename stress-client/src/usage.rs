@@ -2,6 +2,9 @@
 
 use nix::sys::resource::{UsageWho, getrusage};
 
+/// `ru_maxrss` is in KiB on Linux and the BSDs, in bytes on Apple's systems.
+const MAX_RSS_UNITS_PER_KIB: u64 = if cfg!(target_vendor = "apple") { 1024 } else { 1 };
+
 /// One getrusage reading of this process.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Usage {
@@ -25,8 +28,7 @@ impl Usage {
         Usage {
             user_s: secs(u.user_time()),
             sys_s: secs(u.system_time()),
-            // Linux reports ru_maxrss in KiB.
-            peak_rss_kib: u.max_rss() as u64,
+            peak_rss_kib: u.max_rss() as u64 / MAX_RSS_UNITS_PER_KIB,
             voluntary: u.voluntary_context_switches() as u64,
             involuntary: u.involuntary_context_switches() as u64,
         }

@@ -12,6 +12,13 @@ use std::os::fd::AsFd;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
+/// The flag that keeps a `send` to a closed peer from raising SIGPIPE.
+#[cfg(not(target_vendor = "apple"))]
+const NO_SIGNAL: SendFlags = SendFlags::NOSIGNAL;
+/// Apple's systems have no `MSG_NOSIGNAL`: their sockets carry `SO_NOSIGPIPE` instead.
+#[cfg(target_vendor = "apple")]
+const NO_SIGNAL: SendFlags = SendFlags::empty();
+
 /// One `recv(2)`: bytes read, 0 at EOF.
 #[inline]
 pub(crate) fn recv(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<usize> {
@@ -25,10 +32,12 @@ pub(crate) fn recv(socket: impl AsFd, buffer: &mut [u8]) -> io::Result<usize> {
 }
 
 /// One `send(2)`, without SIGPIPE: a peer that has gone away is an `EPIPE` error, not a signal.
+/// `MSG_NOSIGNAL` says so per call where it exists; Apple's systems lack it and rely on each socket's
+/// `SO_NOSIGPIPE` instead (see [`no_sigpipe`](super::no_sigpipe)).
 #[inline]
 pub(crate) fn send(socket: impl AsFd, data: &[u8]) -> io::Result<usize> {
     loop {
-        match rustix::net::send(&socket, data, SendFlags::NOSIGNAL) {
+        match rustix::net::send(&socket, data, NO_SIGNAL) {
             Ok(n) => return Ok(n),
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),

@@ -38,12 +38,19 @@ pub fn example(name: &str) -> PathBuf {
     examples.join(name)
 }
 
-/// Starts the example `name` listening on a free loopback port, with `args` after `--listen`; waits for
+/// Starts the example `name` listening on a free loopback port, with `args` after `--addr`; waits for
 /// its `listening on` line.
 #[track_caller]
 pub fn start_example(name: &str, args: &[&str]) -> testkit::ServerProcess {
+    start_example_with(name, "--addr", args)
+}
+
+/// [`start_example`] with the listening address given by `flag`: `--addr`, or `--listen`, the name the
+/// examples used before, which they still accept.
+#[track_caller]
+pub fn start_example_with(name: &str, flag: &str, args: &[&str]) -> testkit::ServerProcess {
     let mut command = Command::new(example(name));
-    command.args(["--listen", "127.0.0.1:0"]).args(args).env("RUST_LOG", "warn");
+    command.args([flag, "127.0.0.1:0"]).args(args).env("RUST_LOG", "warn");
     testkit::ServerProcess::start(command)
 }
 

@@ -1,0 +1,72 @@
+//! `--addr`: where the server listens, as an address (`127.0.0.1:7878`, `[::1]:7878`) or a name
+//! (`localhost:7878`).
+//!
+//! A name is resolved once, while the command line is parsed, so that one that does not resolve is a
+//! usage error (exit 2) naming it. A server listens on one address: of several that a name resolves to
+//! (`localhost` may give `::1` and `127.0.0.1`), the first, which the listening line then shows.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Where the server listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address: as given, or the first one its name resolved to.
+    Tcp(SocketAddr),
+}
+
+/// How an address is written, for error messages.
+const FORM: &str = "expected HOST:PORT (127.0.0.1:7878, [::1]:7878 or localhost:7878)";
+
+impl ListenAddr {
+    /// Parses `ADDRESS:PORT` or resolves `NAME:PORT`; clap's value parser for `--addr`.
+    pub fn parse(text: &str) -> Result<ListenAddr, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(ListenAddr::Tcp(addr));
+        }
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!("invalid socket address {text:?}: {FORM}"));
+        };
+        if port.parse::<u16>().is_err() {
+            return Err(format!(
+                "invalid socket address {text:?}: the port must be a number from 0 to 65535"
+            ));
+        }
+        if host.is_empty() {
+            return Err(format!("invalid socket address {text:?}: {FORM}"));
+        }
+        match text.to_socket_addrs().map(|mut addrs| addrs.next()) {
+            Ok(Some(addr)) => Ok(ListenAddr::Tcp(addr)),
+            Ok(None) => Err(format!("cannot resolve {host}: the name has no address")),
+            Err(e) => Err(format!("cannot resolve {host}: {e}")),
+        }
+    }
+
+    /// The TCP address to bind.
+    pub fn tcp(self) -> SocketAddr {
+        match self {
+            ListenAddr::Tcp(addr) => addr,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_names_parse() {
+        let tcp = |text| ListenAddr::parse(text).map(ListenAddr::tcp);
+        assert_eq!(tcp("127.0.0.1:0"), Ok("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(tcp("[::1]:7878"), Ok("[::1]:7878".parse().unwrap()));
+        let local = tcp("localhost:7878").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 7878, "{local}");
+    }
+
+    #[test]
+    fn what_cannot_be_an_address_says_why() {
+        let error = |text| ListenAddr::parse(text).unwrap_err();
+        assert!(error("no-such-host.invalid:1").starts_with("cannot resolve no-such-host.invalid: "));
+        assert!(error("localhost:port").starts_with("invalid socket address"));
+        assert!(error("7878").contains("expected HOST:PORT"));
+    }
+}
