@@ -304,16 +304,20 @@ fn log_capacity(config: &Config) {
         Ok(limit) => {
             // A few descriptors go to the poller, the waker, stdio and listeners.
             let room = limit.soft.saturating_sub(16);
-            info!("descriptor limit {limit}: room for about {room} connections per process");
-            if (config.max_connections as u64) > room
+            // Information, not a warning: whether a max_connections above the room is a mistake
+            // depends on what the application runs around the loop (several loops, several
+            // processes), which it knows and the loop does not; it warns, once, where it knows.
+            let beyond = if config.max_connections as u64 > room
                 && config.max_connections != Config::default().max_connections
             {
-                log::warn!(
-                    "max_connections {} is above what the descriptor limit allows (~{room}); \
-                     accepts beyond it will fail with EMFILE and back off",
+                format!(
+                    "; max_connections {} is above it, accepts past it fail with EMFILE and back off",
                     config.max_connections
-                );
-            }
+                )
+            } else {
+                String::new()
+            };
+            info!("descriptor limit {limit}: room for about {room} connections per process{beyond}");
         }
         Err(e) => log::warn!("cannot read the descriptor limit: {e}"),
     }
