@@ -29,7 +29,8 @@ pub const MAX_RATE: f64 = 1e9;
 const EXIT_CODES: &str = "Exit codes: 0 the run completed; 1 it could not run (the line printed says why); \
 2 bad usage; 3 an echo did not match what was sent (mismatch, loss or reorder); 4 some connections could \
 not be made and neither --allow-errors nor --until-failure said that was expected (a warning in the report \
-says how many and why).";
+says how many and why); 5 the report's books do not balance, so its numbers cannot be trusted (its warnings \
+say which invariant failed; 5 wins over 3 and 4).";
 
 /// Load, limits and probes for TCP echo servers, built on the reactor.
 #[derive(Debug, Parser)]
@@ -54,6 +55,7 @@ pub enum Command {
     /// Count TCP sockets by state for a port.
     Sockets(SocketsArgs),
     /// Merge JSON reports of several clients into one.
+    #[command(after_help = EXIT_CODES)]
     Merge(MergeArgs),
     /// Connect, echo one message, close, repeat: connections per second.
     #[command(after_help = EXIT_CODES)]

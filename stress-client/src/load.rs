@@ -21,6 +21,8 @@ use crate::usage::Usage;
 pub struct Finished {
     /// What it found.
     pub report: Report,
+    /// The reports it was merged from (`--processes`), whose books are checked too.
+    pub parts: Vec<Report>,
     /// Fewer connections were made than asked for, and neither `--allow-errors` nor `--until-failure`
     /// said that was expected: the run exits with [`EXIT_SHORTFALL`].
     pub fell_short: bool,
@@ -68,20 +70,21 @@ fn run(
     work: Work,
     rate: Option<f64>,
 ) -> io::Result<Finished> {
-    let mut report = if load.processes > 1 && connections > 1 {
+    let (mut report, parts) = if load.processes > 1 && connections > 1 {
         let reports = crate::processes::run(load, connections, rate)?;
-        Report::merge(&reports).map_err(io::Error::other)?
+        (Report::merge(&reports).map_err(io::Error::other)?, reports)
     } else {
-        measure(command, load, connections, &work, rate)?
+        (measure(command, load, connections, &work, rate)?, Vec::new())
     };
     if load.child_index.is_some() {
         // The parent judges the merged report, so a child always writes its own, even one whose every
         // connection failed.
-        return Ok(Finished { report, fell_short: false });
+        return Ok(Finished { report, parts, fell_short: false });
     }
     check_established(&report, load)?;
+    note_in_flight(&mut report);
     let fell_short = judge(&mut report, load, &work);
-    Ok(Finished { report, fell_short })
+    Ok(Finished { report, parts, fell_short })
 }
 
 /// Runs the load in this process and writes its report.
@@ -117,6 +120,10 @@ fn measure(
         target: load.target.to_string(),
         model: if load.blocking { "blocking" } else { "reactor" }.to_owned(),
         connections_requested: connections,
+        message_size: match *work {
+            Work::Echo { size, .. } | Work::Churn { size, .. } => size as u64,
+            Work::Hold { .. } => 0,
+        },
         rate_requested: rate,
         warnings,
         ..Report::default()
@@ -181,6 +188,18 @@ fn diagnose_report(report: &mut Report, explain: &diagnose::Context<'_>, combine
         ));
     }
     report.limit = combined.stopped_by.map(|kind| explain.limit(kind, report.established));
+}
+
+/// Says in the warnings how many bytes were still in flight when the run ended, if any: the run stopped
+/// waiting for them (after the drain), so they are neither received nor lost.
+fn note_in_flight(report: &mut Report) {
+    if report.bytes_in_flight_at_end > 0 {
+        report.warnings.push(format!(
+            "{} bytes sent were still in flight when the run ended: not echoed within {} s after its end",
+            report.bytes_in_flight_at_end,
+            crate::driver::DRAIN.as_secs_f64()
+        ));
+    }
 }
 
 /// Says in the warnings how the run fell short of the connections asked for, if it did; returns whether
