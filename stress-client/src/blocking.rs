@@ -86,7 +86,7 @@ impl Shared {
 
 /// Runs `plan` with one thread per connection (ramped like the reactor's), while the calling thread
 /// prints progress.
-pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<Combined> {
+pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker<'_>) -> io::Result<Combined> {
     let shared = Arc::new(Shared {
         plan: plan.clone(),
         tally: Mutex::new(Tally::default()),
@@ -135,7 +135,12 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
         _ => None,
     };
     if let Work::Hold { hold, .. } = plan.work {
-        thread::sleep(hold);
+        // Hold in slices, ticking: the server is sampled while it holds the connections.
+        let until = Instant::now() + hold;
+        while Instant::now() < until {
+            thread::sleep(ticker.interval().min(until.saturating_duration_since(Instant::now())));
+            ticker.tick(progress);
+        }
         *lock(&shared.release.0) = true;
         shared.release.1.notify_all();
     }

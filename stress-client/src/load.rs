@@ -11,9 +11,11 @@ use crate::diagnose;
 use crate::driver::{Plan, Work};
 use crate::environment::Environment;
 use crate::loops::Combined;
+use crate::preflight::{self, Ask};
 use crate::progress::{Progress, Ticker};
 use crate::report::{Client, Report};
 use crate::shortfall::shortfall;
+use crate::target_process::{Sampler, TargetServer};
 use crate::usage::Usage;
 
 /// A finished load run.
@@ -70,16 +72,26 @@ fn run(
     work: Work,
     rate: Option<f64>,
 ) -> io::Result<Finished> {
+    if load.child_index.is_some() {
+        // The parent looks at the machine and the server, and judges the merged report, so a child
+        // always writes its own report of the load alone, even one whose every connection failed.
+        let report = measure(command, load, connections, &work, rate, None)?;
+        return Ok(Finished { report, parts: Vec::new(), fell_short: false });
+    }
+    let server = TargetServer::find(load.target);
+    let preflight = announce(load, connections, &work, server.as_ref());
+    let mut sampler = server.clone().filter(TargetServer::found).map(|s| Sampler::new(s, load.target));
     let (mut report, parts) = if load.processes > 1 && connections > 1 {
-        let reports = crate::processes::run(load, connections, rate)?;
+        let reports = crate::processes::run(load, connections, rate, sampler.as_mut())?;
         (Report::merge(&reports).map_err(io::Error::other)?, reports)
     } else {
-        (measure(command, load, connections, &work, rate)?, Vec::new())
+        (measure(command, load, connections, &work, rate, sampler.as_mut())?, Vec::new())
     };
-    if load.child_index.is_some() {
-        // The parent judges the merged report, so a child always writes its own, even one whose every
-        // connection failed.
-        return Ok(Finished { report, parts, fell_short: false });
+    report.preflight = preflight;
+    report.server = sampler.map(Sampler::finish).or(server);
+    if let Some(server) = &report.server {
+        report.diagnosis.extend(diagnose::server_side(&report, server));
+        report.limit = report.limit.take().map(|l| diagnose::server_limit(&l, server).unwrap_or(l));
     }
     check_established(&report, load)?;
     note_in_flight(&mut report);
@@ -87,27 +99,40 @@ fn run(
     Ok(Finished { report, parts, fell_short })
 }
 
-/// Runs the load in this process and writes its report.
+/// Prints the pre-flight warnings of the run on stderr, once, and returns them for the report.
+fn announce(load: &LoadArgs, connections: u64, work: &Work, server: Option<&TargetServer>) -> Vec<String> {
+    let ask = Ask {
+        connections,
+        sources: load.source_ips.as_ref().map_or(0, |s| s.0.len() as u64),
+        processes: u64::from(load.processes),
+        until_failure: match work {
+            Work::Hold { until_failure: true, .. } => load.ramp,
+            _ => None,
+        },
+    };
+    let warnings = preflight::warnings(&Environment::capture(), &ask, server);
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    warnings
+}
+
+/// Runs the load in this process and writes its report; `sampler` samples the server meanwhile.
 fn measure(
     command: &str,
     load: &LoadArgs,
     connections: u64,
     work: &Work,
     rate: Option<f64>,
+    sampler: Option<&mut Sampler>,
 ) -> io::Result<Report> {
     // Before: the machine, its limits, and the counters the run will be compared with.
     let environment = Environment::capture();
     let sources = load.source_ips.clone().map(|s| s.0).unwrap_or_default();
-    let warnings = environment.warnings(connections, sources.len() as u64, u64::from(load.processes));
-    if load.child_index.is_none() {
-        for warning in &warnings {
-            eprintln!("warning: {warning}");
-        }
-    }
     let listen_before = reactor::sys::listen_counters();
     let usage_before = Usage::now();
     // The run itself.
-    let combined = run_plans(load, connections, work, &sources)?;
+    let combined = run_plans(load, connections, work, &sources, sampler)?;
     // After: the report, and what its errors mean.
     let usage = combined.usage.usage(&usage_before, &Usage::now());
     let explain = diagnose::Context {
@@ -125,7 +150,6 @@ fn measure(
             Work::Hold { .. } => 0,
         },
         rate_requested: rate,
-        warnings,
         ..Report::default()
     };
     report.fill(&combined.tally, combined.measured.as_secs_f64());
@@ -138,10 +162,17 @@ fn measure(
     Ok(report)
 }
 
-/// Splits the load over loops (or one blocking plan) and runs it, printing progress meanwhile.
-fn run_plans(load: &LoadArgs, connections: u64, work: &Work, sources: &[IpAddr]) -> io::Result<Combined> {
+/// Splits the load over loops (or one blocking plan) and runs it, printing progress (and sampling the
+/// server) meanwhile.
+fn run_plans(
+    load: &LoadArgs,
+    connections: u64,
+    work: &Work,
+    sources: &[IpAddr],
+    sampler: Option<&mut Sampler>,
+) -> io::Result<Combined> {
     let prefix = load.child_index.map(|i| format!("[process {i}] ")).unwrap_or_default();
-    let mut ticker = Ticker::new(prefix);
+    let mut ticker = Ticker::new(prefix, sampler);
     let threads = if load.blocking { 1 } else { u64::from(load.threads).min(connections) };
     let progress = Progress::new(threads as usize);
     let plans = split(load, connections, threads, work, sources);

@@ -23,6 +23,7 @@ mod loops;
 mod loss;
 mod message;
 mod pace;
+mod preflight;
 mod processes;
 mod progress;
 mod report;
@@ -30,6 +31,7 @@ mod shortfall;
 mod source_ips;
 mod summary;
 mod tally;
+mod target_process;
 mod usage;
 
 use std::process::ExitCode;

@@ -10,6 +10,7 @@ use crate::environment::Environment;
 use crate::error_kind::ErrorCounts;
 use crate::loss::{Loss, Losses};
 use crate::tally::{self, Tally};
+use crate::target_process::TargetServer;
 use crate::usage::Usage;
 
 /// Latency percentiles in µs.
@@ -175,6 +176,10 @@ pub struct Report {
     pub client: Client,
     /// The machine and its limits.
     pub environment: Environment,
+    /// The server, when the target runs on this machine: its processes, limits, and memory, threads and
+    /// descriptors at the busiest moment of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<TargetServer>,
     /// TCP sockets by state on the target's port when the run ended.
     pub sockets: BTreeMap<String, u64>,
     /// The first verification failure, naming connection and byte offset.

@@ -180,8 +180,17 @@ pub struct ReactorServer {
 impl ReactorServer {
     /// Starts the server and waits for its first line.
     pub fn start() -> ReactorServer {
-        let mut child = Command::new(echo_server())
-            .args(["--addr", "127.0.0.1:0"])
+        ReactorServer::spawn(Command::new(echo_server()).args(["--addr", "127.0.0.1:0"]))
+    }
+
+    /// Starts the server under `ulimit -n nofile` (soft and hard), with `args` besides the address.
+    pub fn start_with_fd_limit(nofile: u32, args: &str) -> ReactorServer {
+        let script = format!("ulimit -n {nofile} && exec \"$0\" --addr 127.0.0.1:0 {args}");
+        ReactorServer::spawn(Command::new("sh").arg("-c").arg(script).arg(echo_server()))
+    }
+
+    fn spawn(command: &mut Command) -> ReactorServer {
+        let mut child = command
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
