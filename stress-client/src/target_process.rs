@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -201,13 +202,20 @@ fn parse_ip(hex: &str) -> Option<IpAddr> {
     }
 }
 
-/// The sockets of this machine (or network namespace).
-fn proc_sockets() -> Vec<ProcSocket> {
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|path| fs::read_to_string(path).ok())
-        .flat_map(|text| text.lines().skip(1).filter_map(parse_line).collect::<Vec<_>>())
-        .collect()
+/// The listening sockets of this machine (or network namespace). The kernel lists them first in
+/// `/proc/net/tcp{,6}`, before the connections (which can number in the hundreds of thousands, and take
+/// the kernel a good part of a second to print): reading stops at the first socket that does not
+/// listen, so that sampling stays cheap.
+fn listening_sockets() -> Vec<ProcSocket> {
+    let files = ["/proc/net/tcp", "/proc/net/tcp6"].into_iter().filter_map(|path| fs::File::open(path).ok());
+    files.flat_map(|file| read_listening(BufReader::new(file))).collect()
+}
+
+/// The listening sockets at the head of one `/proc/net/tcp{,6}`, read no further than the first line
+/// that is not one.
+fn read_listening(text: impl BufRead) -> Vec<ProcSocket> {
+    let lines = text.lines().skip(1).map_while(Result::ok);
+    lines.map_while(|line| parse_line(&line).filter(|s| s.listening)).collect()
 }
 
 /// Whether a socket listening on `local` takes connections to `target`.
@@ -221,12 +229,12 @@ fn serves(local: SocketAddr, target: SocketAddr) -> bool {
 
 /// Inodes of the sockets listening on `target`.
 fn listening_inodes(target: SocketAddr) -> BTreeSet<u64> {
-    proc_sockets().into_iter().filter(|s| s.listening && serves(s.local, target)).map(|s| s.inode).collect()
+    listening_sockets().into_iter().filter(|s| serves(s.local, target)).map(|s| s.inode).collect()
 }
 
 /// The longest accept queue of the sockets listening on `target`.
 fn accept_queue(target: SocketAddr) -> Option<u64> {
-    proc_sockets().into_iter().filter(|s| s.listening && serves(s.local, target)).map(|s| s.queued).max()
+    listening_sockets().into_iter().filter(|s| serves(s.local, target)).map(|s| s.queued).max()
 }
 
 /// The processes (other than this one) with a descriptor open on one of `inodes`.
@@ -291,6 +299,27 @@ mod tests {
                   00000000:00000000 00:00000000 00000000  1000        0 77 1 0";
         assert_eq!(parse_line(v6).unwrap().local, "[::]:7878".parse().unwrap());
         assert_eq!(parse_line("  sl  local_address rem_address   st tx_queue rx_queue"), None);
+    }
+
+    /// The kernel lists listeners before connections; past the first connection nothing is read, so
+    /// that a sample costs the listeners, not the machine's hundreds of thousands of TIME_WAITs.
+    #[test]
+    fn reading_the_listeners_stops_at_the_first_connection() {
+        let listener = |inode| {
+            format!(
+                "   0: 0100007F:1EC6 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 {inode} 1 0"
+            )
+        };
+        let text = [
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode".into(),
+            listener(1),
+            listener(2),
+            "   2: 0100007F:1EC6 0100007F:9C40 06 00000000:00000000 03:00000F9B 00000000 0 0 0 3 0".into(),
+            listener(3),
+        ]
+        .join("\n");
+        let inodes: Vec<u64> = read_listening(text.as_bytes()).iter().map(|s| s.inode).collect();
+        assert_eq!(inodes, [1, 2]);
     }
 
     #[test]
