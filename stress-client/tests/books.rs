@@ -171,3 +171,27 @@ fn a_report_whose_books_do_not_balance_exits_5_and_says_which_invariant() {
     );
     assert!(warnings.contains("books do not balance: bytes_received"), "{warnings}");
 }
+
+/// Runs `args` against a server that stops echoing for 4 s: longer than the run and its 2 s drain.
+/// What had not come back is in flight at the end — not lost, not silent — and a warning says so.
+#[track_caller]
+fn assert_in_flight_reported(label: &str, stall_after: usize, args: &str) {
+    let server = TestServer::start(Fault::StallAfter(stall_after, std::time::Duration::from_secs(4)));
+    let out = run(&format!("{args} --target {} --json", server.addr));
+    assert_eq!(out.code, Some(0), "{label}: {out:?}");
+    let r = out.json();
+    assert_books(&r, label);
+    assert!(num(&r, "bytes_in_flight_at_end") > 0, "{label}: {r}");
+    assert_eq!(num(&r, "bytes_lost"), 0, "{label}: {r}");
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("bytes sent were still in flight when the run ended"), "{label}: {warnings}");
+}
+
+#[test]
+fn echoes_not_back_within_the_drain_are_counted_in_flight_at_the_end() {
+    for (model, flags) in [("reactor", ""), ("blocking", "--blocking")] {
+        let args = format!("echo --connections 1 --size 64 --duration 0.3 {flags}");
+        assert_in_flight_reported(&format!("echo, {model}"), 640, &args);
+    }
+    assert_in_flight_reported("churn", 1, "churn --connections 2 --size 64 --duration 0.3");
+}
