@@ -156,3 +156,26 @@ fn until_failure_names_the_servers_descriptor_limit_when_the_server_runs_out_fir
         "{diagnosis}"
     );
 }
+
+/// The summary names the model as the client's (a bare "(reactor model)" read as the server's), and
+/// `connect`, which sends no messages, shows no message or CPU-per-message figures.
+#[test]
+fn the_summary_names_the_client_model_and_connect_shows_no_message_figures() {
+    let (_listener, addr) = non_accepting_listener(64);
+    let out = run(&format!("connect --target {addr} --connections 3 --hold 0"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.starts_with(&format!("connect against {addr}; client model: reactor\n")),
+        "{}",
+        out.stdout
+    );
+    for absent in ["messages:", "latency µs:", "CPU µs/msg", "model)"] {
+        assert!(!out.stdout.contains(absent), "{absent:?} in a connect summary: {}", out.stdout);
+    }
+    let out = run(&format!("connect --target {addr} --connections 3 --hold 0 --blocking"));
+    assert!(
+        out.stdout.starts_with(&format!("connect against {addr}; client model: blocking\n")),
+        "{}",
+        out.stdout
+    );
+}
