@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the C yardstick (a minimal epoll echo loop: the cost floor) into target/yardstick/epoll_echo,
-# where the benches look for it when YARDSTICK is not set. Source: $YARDSTICK_SRC, or
-# ../shared/yardstick/epoll_echo.c next to the workspace.
+# Builds the C yardstick (benches/yardstick/epoll_echo.c, a minimal edge-triggered epoll echo loop: the
+# cost floor) with `cc -O2` into target/yardstick/epoll_echo, where the benches and scripts/client-cost
+# look for it when YARDSTICK is not set. The benches also build it themselves when it is missing or
+# older than its source. YARDSTICK_SRC names another source to build instead.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-src="${YARDSTICK_SRC:-$root/../shared/yardstick/epoll_echo.c}"
+src="${YARDSTICK_SRC:-$root/benches/yardstick/epoll_echo.c}"
 out="${CARGO_TARGET_DIR:-$root/target}/yardstick"
 if [ ! -f "$src" ]; then
     echo "note: $src not found; the benches will skip the C yardstick" >&2

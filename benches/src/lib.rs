@@ -13,8 +13,9 @@
 //! # Environment
 //! - `BENCH_QUICK=1`: a quick pass (fewer sizes and counts, shorter runs).
 //! - `BENCH_SERVERS=reactor,tokio-ct,...`: only these servers (names as in [`ServerKind::name`]).
-//! - `YARDSTICK=/path/to/epoll_echo`: the C yardstick (`benches/build-yardstick.sh` builds it into
-//!   `target/yardstick/epoll_echo`, which is also looked for); skipped with a note when absent.
+//! - `YARDSTICK=/path/to/epoll_echo`: another C yardstick. By default the benches build the
+//!   repository's, `benches/yardstick/epoll_echo.c`, into `target/yardstick/epoll_echo` with `cc -O2`
+//!   (as `benches/build-yardstick.sh` does); without a C compiler it is skipped with a note.
 #![forbid(unsafe_code)]
 
 pub mod churn;

@@ -28,7 +28,7 @@ pub enum ServerKind {
     TokioCurrentThread,
     /// `tokio-echo --runtime multi-thread` (its workers share the one server core).
     TokioMultiThread,
-    /// The C epoll loop from `shared/yardstick`: the cost floor.
+    /// The C epoll loop of `benches/yardstick/epoll_echo.c`: the cost floor.
     Yardstick,
 }
 
@@ -119,10 +119,13 @@ pub fn built_binary(name: &str) -> BenchResult<PathBuf> {
 }
 
 /// Under `cargo bench`, builds `echo-server` and `stress-client` in this profile (cargo builds only
-/// this package's own binaries for its benches). `BENCH_NO_BUILD=1` skips it; a failed build is a note,
-/// and whatever binaries exist are used.
+/// this package's own binaries for its benches), and the C yardstick. `BENCH_NO_BUILD=1` skips it; a
+/// failed build is a note, and whatever binaries exist are used.
 pub fn ensure_built() {
     let Some(cargo) = std::env::var_os("CARGO") else { return };
+    if std::env::var_os("BENCH_NO_BUILD").is_none() {
+        build_yardstick();
+    }
     if std::env::var_os("BENCH_NO_BUILD").is_some() || !bin_dir().ends_with("release") {
         return;
     }
@@ -137,8 +140,44 @@ pub fn ensure_built() {
     }
 }
 
-/// The C yardstick: `$YARDSTICK`, else `target/yardstick/epoll_echo` as `benches/build-yardstick.sh`
-/// leaves it.
+/// The yardstick's source, in this repository.
+const YARDSTICK_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/yardstick/epoll_echo.c");
+
+/// Builds the C yardstick into `target/yardstick/epoll_echo` with `cc -O2`, as
+/// `benches/build-yardstick.sh` does, unless `YARDSTICK` names another or the one there is newer than
+/// its source. Without a C compiler the benches skip it, with a note.
+fn build_yardstick() {
+    if std::env::var_os("YARDSTICK").is_some() {
+        return;
+    }
+    let out = target_dir().join("yardstick/epoll_echo");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(source)) = (modified(&out), modified(Path::new(YARDSTICK_SOURCE)))
+        && built >= source
+    {
+        return;
+    }
+    if let Some(dir) = out.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("note: cannot create {}: {e}; the C yardstick is not built", dir.display());
+        return;
+    }
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Wextra", "-o"])
+        .arg(&out)
+        .arg(YARDSTICK_SOURCE)
+        .stdin(Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("note: building the C yardstick failed ({s}); it is skipped"),
+        Err(e) => eprintln!("note: no C compiler to build the yardstick ({e}); it is skipped"),
+    }
+}
+
+/// The C yardstick: `$YARDSTICK`, else `target/yardstick/epoll_echo`, as the benches'
+/// [`ensure_built`] and `benches/build-yardstick.sh` leave it.
 fn yardstick() -> BenchResult<PathBuf> {
     let path = match std::env::var_os("YARDSTICK") {
         Some(path) => PathBuf::from(path),

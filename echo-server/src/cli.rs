@@ -20,7 +20,7 @@ pub struct Cli {
     pub addr: ListenAddr,
 
     /// Length of the kernel's accept queue, passed to listen(2) (capped by net.core.somaxconn).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1024, value_parser = whole::<u32, 1, { u32::MAX as u64 }>, allow_negative_numbers = true)]
     pub backlog: u32,
 
     /// reactor: one event loop per thread, every socket non-blocking. blocking: one thread per peer.
@@ -28,7 +28,7 @@ pub struct Cli {
     pub mode: Mode,
 
     /// Connections held at once; further peers wait in the accept queue.
-    #[arg(long = "max-conns", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "max-conns", value_parser = whole::<u64, 1, { u64::MAX }>, allow_negative_numbers = true)]
     pub max_conns: Option<u64>,
 
     /// Close a connection after this many seconds without traffic.
@@ -36,12 +36,12 @@ pub struct Cli {
     pub idle_timeout: Option<Duration>,
 
     /// Event loops in this process, each with its own SO_REUSEPORT listener on the address (reactor).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, default_value_t = 1, value_parser = whole::<u32, 1, 256>, allow_negative_numbers = true)]
     pub threads: u32,
 
     /// Worker processes, each with its own loops and SO_REUSEPORT listeners (reactor): the way past one
     /// process's descriptor limit.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, default_value_t = 1, value_parser = whole::<u32, 1, 256>, allow_negative_numbers = true)]
     pub workers: u32,
 
     /// Bind and listen but never accept: peers complete the handshake and wait in the backlog.
@@ -120,13 +120,25 @@ const SECONDS_MIN: f64 = 0.001;
 const SECONDS_MAX: f64 = 365.0 * 24.0 * 3600.0;
 
 /// Parses a `SECS` value: a finite decimal number of seconds within [`SECONDS_MIN`, `SECONDS_MAX`].
+/// Every refusal reads the same, in stress-client's words too: "expected ... from MIN to MAX".
 fn seconds(text: &str) -> Result<Duration, String> {
-    let value: f64 = text.trim().parse().map_err(|_| "not a number of seconds".to_string())?;
-    // Written so that NaN, which compares false with everything, is refused too.
-    if !(SECONDS_MIN..=SECONDS_MAX).contains(&value) {
-        return Err(format!("must be from {SECONDS_MIN} to {SECONDS_MAX} seconds (a year)"));
+    match text.trim().parse::<f64>() {
+        // Written so that NaN, which compares false with everything, is refused too.
+        Ok(value) if (SECONDS_MIN..=SECONDS_MAX).contains(&value) => Ok(Duration::from_secs_f64(value)),
+        _ => Err(format!("expected seconds from {SECONDS_MIN} to {SECONDS_MAX} (one year)")),
     }
-    Ok(Duration::from_secs_f64(value))
+}
+
+/// A whole number from `MIN` to `MAX`, refused in the same words as the seconds. With
+/// `allow_negative_numbers`, a negative value reaches this check (which names its flag) instead of
+/// passing for an unknown flag.
+fn whole<T: TryFrom<u64>, const MIN: u64, const MAX: u64>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|v| (MIN..=MAX).contains(v))
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| format!("expected a whole number from {MIN} to {MAX}"))
 }
 
 #[cfg(test)]

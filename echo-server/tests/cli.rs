@@ -35,6 +35,25 @@ fn a_zero_backlog_is_refused() {
     fails_with(&["--addr", "127.0.0.1:0", "--backlog", "0"], 2, "--backlog");
 }
 
+/// A negative value is refused by its flag's own check, which names the flag and its range, rather than
+/// taken for an unknown flag ("unexpected argument '-1'"); every range reads the same.
+#[test]
+fn a_negative_value_names_its_flag_and_range() {
+    let cases = [
+        ("--backlog", "-1", "a whole number from 1 to 4294967295"),
+        ("--max-conns", "-1", "a whole number from 1 to 18446744073709551615"),
+        ("--threads", "-2", "a whole number from 1 to 256"),
+        ("--workers", "0", "a whole number from 1 to 256"),
+        ("--idle-timeout", "-1", "seconds from 0.001 to 31536000 (one year)"),
+        ("--stats", "soon", "seconds from 0.001 to 31536000 (one year)"),
+    ];
+    for (flag, value, range) in cases {
+        let says = format!("invalid value '{value}' for '{flag} <");
+        fails_with(&["--addr", "127.0.0.1:0", flag, value], 2, &says);
+        fails_with(&["--addr", "127.0.0.1:0", flag, value], 2, &format!("': expected {range}"));
+    }
+}
+
 #[test]
 fn a_port_in_use_is_named() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

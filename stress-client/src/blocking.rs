@@ -4,7 +4,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -12,19 +11,20 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::driver::DRAIN;
 use crate::driver::{Plan, Work};
 use crate::error_kind::ErrorKind;
 use crate::loops::Combined;
 use crate::message::Stream;
 use crate::pace;
 use crate::progress::{Counters, Progress, Ticker};
-use crate::tally::{self, Tally};
+use crate::tally::{self, Ending, Tally};
 use crate::usage::{Usage, Window};
 
 /// Stack of a connection thread: it needs little, and thousands of them must fit.
 const STACK: usize = 128 * 1024;
-/// How long a read may wait for an echo before the bytes count as lost.
-const ECHO_WAIT: Duration = Duration::from_secs(2);
+/// How long a read waits before the thread looks again at the clock and the abort flag.
+const READ_POLL: Duration = Duration::from_millis(100);
 
 /// Shared by the connection threads of one run.
 #[derive(Debug)]
@@ -86,7 +86,7 @@ impl Shared {
 
 /// Runs `plan` with one thread per connection (ramped like the reactor's), while the calling thread
 /// prints progress.
-pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<Combined> {
+pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker<'_>) -> io::Result<Combined> {
     let shared = Arc::new(Shared {
         plan: plan.clone(),
         tally: Mutex::new(Tally::default()),
@@ -135,7 +135,12 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker) -> io::Result<C
         _ => None,
     };
     if let Work::Hold { hold, .. } = plan.work {
-        thread::sleep(hold);
+        // Hold in slices, ticking: the server is sampled while it holds the connections.
+        let until = Instant::now() + hold;
+        while Instant::now() < until {
+            thread::sleep(ticker.interval().min(until.saturating_duration_since(Instant::now())));
+            ticker.tick(progress);
+        }
         *lock(&shared.release.0) = true;
         shared.release.1.notify_all();
     }
@@ -189,18 +194,15 @@ fn connection(shared: &Shared, index: u64) {
     local.peak_concurrent = 1;
     shared.counters.established.fetch_add(1, Ordering::Relaxed);
     shared.counters.open.fetch_add(1, Ordering::Relaxed);
+    let id = shared.plan.first_id + index;
     match shared.plan.work {
         Work::Echo { size, pipeline, rate, warmup, duration } => {
             let interval = rate.map(|r| pace::interval(shared.plan.connections, r));
             let released = shared.wait_for_gate();
             let times = Times { measure_from: released + warmup, end: released + duration, interval };
-            let id = shared.plan.first_id + index;
-            if let Err(failure) =
-                echo(shared, &mut stream, Stream::new(id, size), pipeline, &times, &mut local)
-            {
-                local.verify_failed(failure);
-                shared.abort.store(true, Ordering::Relaxed);
-            }
+            let mut messages = Stream::new(id, size);
+            let ended = echo(shared, &mut stream, &mut messages, pipeline, &times, &mut local);
+            settle(shared, &mut local, &mut messages, &ended);
         }
         Work::Hold { .. } => {
             let (released, wake) = &shared.release;
@@ -208,11 +210,43 @@ fn connection(shared: &Shared, index: u64) {
             while !*released {
                 released = wake.wait(released).unwrap_or_else(|p| p.into_inner());
             }
+            local.settle(&mut Stream::new(id, 0), Ending::RunEnd);
         }
-        Work::Churn { .. } => {}
+        // Churn has no blocking mode (it is refused before the run): the connection just ends.
+        Work::Churn { .. } => {
+            local.settle(&mut Stream::new(id, 0), Ending::RunEnd);
+        }
     }
     shared.counters.open.fetch_sub(1, Ordering::Relaxed);
     lock(&shared.tally).add(&local);
+}
+
+/// How a blocking connection's echo loop ended.
+#[derive(Debug)]
+enum Ended {
+    /// The run ended (with the drain, if echoes were owed).
+    RunEnd,
+    /// The server closed or reset the connection, or it failed; why, in words.
+    Server(String),
+    /// An echo did not match what was sent.
+    Mismatch,
+}
+
+/// Settles the connection's books (see [`Tally::settle`]); bytes the server made us lose fail the run.
+fn settle(shared: &Shared, tally: &mut Tally, messages: &mut Stream, ended: &Ended) {
+    let ending = match ended {
+        Ended::RunEnd => Ending::RunEnd,
+        Ended::Server(why) => Ending::Server(why),
+        Ended::Mismatch => {
+            Ending::Client("the echo did not match what was sent; the client closed the connection")
+        }
+    };
+    if let Some(loss) = tally.settle(messages, ending)
+        && matches!(ended, Ended::Server(_))
+    {
+        tally.verify_failed(loss.to_string());
+        shared.abort.store(true, Ordering::Relaxed);
+    }
 }
 
 struct Times {
@@ -250,33 +284,38 @@ impl Drop for Latencies<'_> {
     }
 }
 
-/// Echo messages on one blocking connection until the end; `Err` names a verification failure.
+/// Echo messages on one blocking connection until the end, then waits up to [`DRAIN`] for the echoes
+/// still owed, as the reactor's loops do.
 fn echo(
     shared: &Shared,
     stream: &mut std::net::TcpStream,
-    mut messages: Stream,
+    messages: &mut Stream,
     pipeline: u64,
     times: &Times,
     tally: &mut Tally,
-) -> Result<(), String> {
-    let _ = stream.set_read_timeout(Some(ECHO_WAIT));
+) -> Ended {
+    let _ = stream.set_read_timeout(Some(READ_POLL));
     let opened = Instant::now();
     let mut message = vec![0; messages.size()];
     let mut buffer = vec![0; 64 * 1024];
     let mut sent_at = std::collections::VecDeque::new();
     let mut latencies = Latencies { shared, pending: Vec::with_capacity(1024) };
+    let mut stopped = None;
     loop {
         // Send what is due.
         let now = Instant::now();
         shared.read_edges(now, times);
         let running = now < times.end && !shared.abort.load(Ordering::Relaxed);
+        if !running {
+            stopped.get_or_insert(now);
+        }
         while running && messages.in_flight() < pipeline {
-            let Some(stamp) = send_stamp(opened, times.interval, &messages) else { break };
+            let Some(stamp) = send_stamp(opened, times.interval, messages) else { break };
             messages.next_message(&mut message);
             if let Err(e) = stream.write_all(&message) {
+                messages.unsend();
                 tally.error(ErrorKind::of(&e));
-                tally.closed_by_server += 1;
-                return lost(&messages, "the write failed");
+                return Ended::Server(format!("a write failed: {e}"));
             }
             sent_at.push_back(stamp);
             tally.bytes_sent += message.len() as u64;
@@ -285,32 +324,51 @@ fn echo(
         if messages.in_flight() == 0 {
             match (running, times.interval) {
                 (true, Some(interval)) => {
-                    sleep_until_due(opened, interval, &messages);
+                    sleep_until_due(opened, interval, messages);
                     continue;
                 }
-                _ => return Ok(()),
+                (true, None) => continue,
+                (false, _) => return Ended::RunEnd,
             }
         }
+        if stopped.is_some_and(|at| now >= at + DRAIN) {
+            return Ended::RunEnd;
+        }
         // Read and verify what came back.
-        let n = match read_echo(stream, &mut buffer, &messages, tally) {
-            ControlFlow::Continue(Some(n)) => n,
-            ControlFlow::Continue(None) => continue,
-            ControlFlow::Break(result) => return result,
+        let n = match stream.read(&mut buffer) {
+            Ok(0) => return Ended::Server("the server closed the connection".to_owned()),
+            Ok(n) => n,
+            Err(e) if is_poll_timeout(&e) => continue,
+            Err(e) => {
+                tally.error(ErrorKind::of(&e));
+                return Ended::Server(format!("the connection failed: {e}"));
+            }
         };
         let now = Instant::now();
-        tally.bytes_received += n as u64;
         let measuring = now >= times.measure_from;
-        messages
-            .receive(&buffer[..n], |_| {
-                let sent = sent_at.pop_front().unwrap_or(now);
-                if measuring {
-                    tally.messages += 1;
-                    latencies.record(now.saturating_duration_since(sent));
-                }
-            })
-            .map_err(|m| m.to_string())?;
-        shared.counters.messages.fetch_add(1, Ordering::Relaxed);
+        let before = messages.received();
+        let mut completed = 0;
+        let result = messages.receive(&buffer[..n], |_| {
+            completed += 1;
+            let sent = sent_at.pop_front().unwrap_or(now);
+            if measuring {
+                tally.messages += 1;
+                latencies.record(now.saturating_duration_since(sent));
+            }
+        });
+        tally.bytes_received += messages.received() - before;
+        shared.counters.messages.fetch_add(completed, Ordering::Relaxed);
+        if let Err(mismatch) = result {
+            tally.verify_failed(mismatch.to_string());
+            shared.abort.store(true, Ordering::Relaxed);
+            return Ended::Mismatch;
+        }
     }
+}
+
+/// A read that returned only because [`READ_POLL`] passed, or a signal arrived: look again.
+fn is_poll_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
 }
 
 /// The time the next message counts from: now in a closed loop; at a fixed rate its due time, or
@@ -327,42 +385,4 @@ fn sleep_until_due(opened: Instant, interval: Duration, messages: &Stream) {
     let wait = pace::due(opened, interval, messages.next_send)
         .map(|due| due.saturating_duration_since(Instant::now()));
     thread::sleep(wait.unwrap_or(Duration::MAX).min(Duration::from_millis(100)));
-}
-
-/// Reads echoed bytes: `Continue(Some(n))` with their count, `Continue(None)` after a signal, or
-/// `Break` with how the connection ended (an error if bytes sent are now lost).
-fn read_echo(
-    stream: &mut std::net::TcpStream,
-    buffer: &mut [u8],
-    messages: &Stream,
-    tally: &mut Tally,
-) -> ControlFlow<Result<(), String>, Option<usize>> {
-    match stream.read(buffer) {
-        Ok(0) => {
-            tally.closed_by_server += 1;
-            ControlFlow::Break(lost(messages, "the server closed the connection"))
-        }
-        Ok(n) => ControlFlow::Continue(Some(n)),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => ControlFlow::Continue(None),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-            ControlFlow::Break(lost(messages, &format!("not back within {ECHO_WAIT:?}")))
-        }
-        Err(e) => {
-            tally.error(ErrorKind::of(&e));
-            tally.closed_by_server += 1;
-            ControlFlow::Break(lost(messages, "the connection failed"))
-        }
-    }
-}
-
-fn lost(stream: &Stream, why: &str) -> Result<(), String> {
-    if stream.outstanding() == 0 {
-        return Ok(());
-    }
-    Err(format!(
-        "connection {}: byte offset {}: {} bytes sent were never echoed ({why})",
-        stream.conn,
-        stream.received(),
-        stream.outstanding()
-    ))
 }

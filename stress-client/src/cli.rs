@@ -30,7 +30,8 @@ pub const MAX_RATE: f64 = 1e9;
 const EXIT_CODES: &str = "Exit codes: 0 the run completed; 1 it could not run (the line printed says why); \
 2 bad usage; 3 an echo did not match what was sent (mismatch, loss or reorder); 4 some connections could \
 not be made and neither --allow-errors nor --until-failure said that was expected (a warning in the report \
-says how many and why).";
+says how many and why); 5 the report's books do not balance, so its numbers cannot be trusted (its warnings \
+say which invariant failed; 5 wins over 3 and 4).";
 
 /// Load, limits and probes for TCP echo servers, built on the reactor.
 #[derive(Debug, Parser)]
@@ -55,6 +56,7 @@ pub enum Command {
     /// Count TCP sockets by state for a port.
     Sockets(SocketsArgs),
     /// Merge JSON reports of several clients into one.
+    #[command(after_help = EXIT_CODES)]
     Merge(MergeArgs),
     /// Connect, echo one message, close, repeat: connections per second.
     #[command(after_help = EXIT_CODES)]
@@ -83,26 +85,26 @@ pub struct LoadArgs {
     pub target: Target,
     /// Concurrent connections [default: 50; for `connect --until-failure`, the most it will try:
     /// 1,000,000].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS))]
+    #[arg(long, value_parser = whole::<u64, 1, MAX_CONNECTIONS>, allow_negative_numbers = true)]
     pub connections: Option<u64>,
     /// Open at most this many connections per second, 0.001 to 10^9 (default: all at once).
-    #[arg(long, value_name = "CONNS_PER_SEC", value_parser = per_second)]
+    #[arg(long, value_name = "CONNS_PER_SEC", value_parser = per_second, allow_negative_numbers = true)]
     pub ramp: Option<f64>,
     /// Bind outgoing sockets round-robin to these local addresses (`127.0.0.1-127.0.0.8`, or a
     /// comma-separated list).
     #[arg(long, value_name = "RANGE", value_parser = crate::source_ips::parse_arg)]
     pub source_ips: Option<crate::source_ips::SourceIps>,
     /// Reactor loops (threads) splitting the connections.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, default_value_t = 1, value_parser = whole::<u32, 1, 256>, allow_negative_numbers = true)]
     pub threads: u32,
     /// Client processes splitting the connections and source addresses; their reports are merged.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, default_value_t = 1, value_parser = whole::<u32, 1, 256>, allow_negative_numbers = true)]
     pub processes: u32,
     /// Blocking sockets, one thread per connection, instead of the reactor.
     #[arg(long)]
     pub blocking: bool,
     /// A connect not complete after this long counts as ETIMEDOUT.
-    #[arg(long, value_name = "MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    #[arg(long, value_name = "MS", default_value_t = 3000, value_parser = whole::<u64, 1, 600_000>, allow_negative_numbers = true)]
     pub connect_timeout: u64,
     /// Exit 0 even if some connections could not be made (the report still names them); without it,
     /// such a run exits 4.
@@ -112,7 +114,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub json: bool,
     /// First connection id (set for child processes, so that ids stay unique across them).
-    #[arg(long, default_value_t = 0, hide = true, value_parser = clap::value_parser!(u64).range(0..=MAX_CONNECTIONS))]
+    #[arg(long, default_value_t = 0, hide = true, value_parser = whole::<u64, 0, MAX_CONNECTIONS>, allow_negative_numbers = true)]
     pub id_offset: u64,
     /// Which child process this is (for progress lines).
     #[arg(long, hide = true)]
@@ -124,10 +126,10 @@ pub struct LoadArgs {
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Bytes per message.
-    #[arg(long, default_value_t = 64, value_parser = size)]
+    #[arg(long, default_value_t = 64, value_parser = size, allow_negative_numbers = true)]
     pub size: usize,
     /// Seconds to run (warm-up included), 0.001 to 31536000 (one year).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = run_seconds)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = run_seconds, allow_negative_numbers = true)]
     pub duration: Duration,
 }
 
@@ -141,14 +143,14 @@ pub struct EchoArgs {
     #[allow(missing_docs)]
     pub run: RunArgs,
     /// Messages in flight per connection (1: ping-pong).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = 1, value_parser = whole::<u32, 1, 4096>, allow_negative_numbers = true)]
     pub pipeline: u32,
     /// Open loop: send this many messages per second in total, measuring latency from each message's
     /// intended send time; 0.001 to 10^9.
-    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = per_second)]
+    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = per_second, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Seconds at the start excluded from the statistics, 0 to 31536000 (one year).
-    #[arg(long, value_name = "SECS", default_value = "0", value_parser = seconds_or_zero)]
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = seconds_or_zero, allow_negative_numbers = true)]
     pub warmup: Duration,
 }
 
@@ -159,7 +161,7 @@ pub struct ConnectArgs {
     #[allow(missing_docs)]
     pub load: LoadArgs,
     /// Seconds to hold the connections once all are up, 0 to 31536000 (one year).
-    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds_or_zero)]
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds_or_zero, allow_negative_numbers = true)]
     pub hold: Duration,
     /// Keep ramping until the first sustained failure, and name the limit that stopped it (the
     /// connections that failed are then expected: exit 0).
@@ -196,13 +198,13 @@ pub struct BacklogArgs {
     #[arg(long, value_name = "HOST:PORT", value_parser = Target::parse)]
     pub target: Target,
     /// Stop after this many completed connections even if the kernel keeps completing.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = 10_000, value_parser = whole::<u32, 1, 100_000>, allow_negative_numbers = true)]
     pub max: u32,
     /// A connect not complete after this long means the accept queue is full.
-    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = whole::<u64, 1, 60_000>, allow_negative_numbers = true)]
     pub connect_timeout: u64,
     /// The backlog the listener was given, if known (reported next to what was measured).
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<u32, 0, { u32::MAX as u64 }>, allow_negative_numbers = true)]
     pub backlog: Option<u32>,
     /// Print one JSON object.
     #[arg(long)]
@@ -213,7 +215,7 @@ pub struct BacklogArgs {
 #[derive(Clone, Debug, Args)]
 pub struct SocketsArgs {
     /// Count sockets whose local or remote port is this.
-    #[arg(long)]
+    #[arg(long, value_parser = whole::<u16, 0, { u16::MAX as u64 }>, allow_negative_numbers = true)]
     pub port: u16,
     /// Print one JSON object.
     #[arg(long)]
@@ -258,11 +260,25 @@ fn per_second(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A message size in bytes: 1 to [`MAX_SIZE`].
 fn size(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
+    match text.trim().parse::<usize>() {
         Ok(v) if (1..=MAX_SIZE).contains(&v) => Ok(v),
-        _ => Err(format!("{text:?} is not a size between 1 and {MAX_SIZE} bytes")),
+        _ => Err(format!("expected a size in bytes from 1 to {MAX_SIZE}")),
     }
+}
+
+/// A whole number from `MIN` to `MAX`: every count and limit is parsed here, so that every value out
+/// of range is refused in the same words as the seconds, rates and sizes ("expected ... from MIN to
+/// MAX"), naming its flag (clap adds the flag; `allow_negative_numbers` lets `-1` reach this parser
+/// rather than be taken for a flag).
+fn whole<T: TryFrom<u64>, const MIN: u64, const MAX: u64>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|v| (MIN..=MAX).contains(v))
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| format!("expected a whole number from {MIN} to {MAX}"))
 }
 
 #[cfg(test)]

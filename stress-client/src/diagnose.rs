@@ -5,6 +5,8 @@ use nix::libc::{EADDRNOTAVAIL, EAGAIN, ECONNREFUSED, ECONNRESET, EMFILE, ENFILE,
 
 use crate::environment::Environment;
 use crate::error_kind::{ErrorCounts, ErrorKind};
+use crate::report::Report;
+use crate::target_process::TargetServer;
 
 /// What the run knew when it ended, for explaining its errors.
 #[derive(Debug)]
@@ -98,4 +100,56 @@ impl Context<'_> {
         };
         format!("{what}, after {established} connections: {}", self.meaning(stopped_by))
     }
+}
+
+/// When the server runs on this machine and the run met failures a server can cause (connect timeouts
+/// and refusals, closes and resets): what its own limits say about them — whether it ran out of
+/// descriptors, how long its accept queue grew — or that they could not be read.
+pub fn server_side(report: &Report, server: &TargetServer) -> Option<String> {
+    let server_kinds = [
+        ErrorKind::TimedOut,
+        ErrorKind::Errno(ECONNREFUSED),
+        ErrorKind::Errno(ECONNRESET),
+        ErrorKind::ClosedByServer,
+    ];
+    if !report.errors.keys().any(|k| server_kinds.contains(k)) && report.closed_by_server == 0 {
+        return None;
+    }
+    if !server.found() {
+        return Some(format!(
+            "the target runs on this machine, but its server's own limits (RLIMIT_NOFILE, accept queue) are \
+             unknown: {}",
+            server.unknown.as_deref().unwrap_or("it could not be found")
+        ));
+    }
+    let mut line = format!("the server ({}) runs here", server.who());
+    match (server.nofile_soft, server.fds) {
+        (Some(soft), Some(fds)) if server.ran_out_of_descriptors() => line.push_str(&format!(
+            ": it held {fds} descriptors against its RLIMIT_NOFILE soft {soft}, so it ran out of descriptors \
+             (the limit was the server's, not this client's)"
+        )),
+        (Some(soft), Some(fds)) => line
+            .push_str(&format!(": it held at most {fds} descriptors, below its RLIMIT_NOFILE soft {soft}")),
+        (Some(soft), None) => line.push_str(&format!(": its RLIMIT_NOFILE soft is {soft}")),
+        (None, _) => line.push_str(": its RLIMIT_NOFILE is unknown"),
+    }
+    if let Some(queued) = server.accept_queue.filter(|&q| q > 0) {
+        line.push_str(&format!(
+            "; its accept queue held up to {queued} connections it had not accepted (somaxconn {})",
+            report.environment.somaxconn.map_or("unknown".to_owned(), |v| v.to_string())
+        ));
+    }
+    Some(line)
+}
+
+/// For `--until-failure`, when the server runs here and ran out of descriptors: that limit, the first
+/// one met, in front of what the client saw (`limit`, the failure that stopped the ramp).
+pub fn server_limit(limit: &str, server: &TargetServer) -> Option<String> {
+    server.ran_out_of_descriptors().then(|| {
+        format!(
+            "the server's RLIMIT_NOFILE (soft {}, {}), which it reached, and then {limit}",
+            server.nofile_soft.unwrap_or(0),
+            server.who()
+        )
+    })
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Descriptors a client process holds besides its connections: stdio, and each loop's poller and
 /// waker. An allowance for the warning before a run, not a count: a run whose connections per process
 /// come closer than this to RLIMIT_NOFILE is told to expect EMFILE.
-const DESCRIPTOR_RESERVE: u64 = 16;
+pub const DESCRIPTOR_RESERVE: u64 = 16;
 
 /// Kernel, CPUs and the limits that decide how many connections fit.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -11,9 +11,11 @@ use crate::diagnose;
 use crate::driver::{Plan, Work};
 use crate::environment::Environment;
 use crate::loops::Combined;
+use crate::preflight::{self, Ask};
 use crate::progress::{Progress, Ticker};
 use crate::report::{Client, Report};
 use crate::shortfall::shortfall;
+use crate::target_process::{Sampler, TargetServer};
 use crate::usage::Usage;
 
 /// A finished load run.
@@ -21,6 +23,8 @@ use crate::usage::Usage;
 pub struct Finished {
     /// What it found.
     pub report: Report,
+    /// The reports it was merged from (`--processes`), whose books are checked too.
+    pub parts: Vec<Report>,
     /// Fewer connections were made than asked for, and neither `--allow-errors` nor `--until-failure`
     /// said that was expected: the run exits with [`EXIT_SHORTFALL`].
     pub fell_short: bool,
@@ -72,46 +76,70 @@ fn run(
     let chosen =
         LoadArgs { target: load.target.choose(Duration::from_millis(load.connect_timeout))?, ..load.clone() };
     let load = &chosen;
-    let mut report = if load.processes > 1 && connections > 1 {
-        let reports = crate::processes::run(load, connections, rate)?;
+    if load.child_index.is_some() {
+        // The parent looks at the machine and the server, and judges the merged report, so a child
+        // always writes its own report of the load alone, even one whose every connection failed.
+        let report = measure(command, load, connections, &work, rate, None)?;
+        return Ok(Finished { report, parts: Vec::new(), fell_short: false });
+    }
+    let server = TargetServer::find(load.target.addr());
+    let preflight = announce(load, connections, &work, server.as_ref());
+    let mut sampler = server.clone().filter(TargetServer::found).map(|s| Sampler::new(s, load.target.addr()));
+    let (mut report, parts) = if load.processes > 1 && connections > 1 {
+        let reports = crate::processes::run(load, connections, rate, sampler.as_mut())?;
         let mut merged = Report::merge(&reports).map_err(io::Error::other)?;
         // The children were given the chosen address, not the name.
         merged.target = load.target.to_string();
-        merged
+        (merged, reports)
     } else {
-        measure(command, load, connections, &work, rate)?
+        (measure(command, load, connections, &work, rate, sampler.as_mut())?, Vec::new())
     };
-    if load.child_index.is_some() {
-        // The parent judges the merged report, so a child always writes its own, even one whose every
-        // connection failed.
-        return Ok(Finished { report, fell_short: false });
+    report.preflight = preflight;
+    report.server = sampler.map(Sampler::finish).or(server);
+    if let Some(server) = &report.server {
+        report.diagnosis.extend(diagnose::server_side(&report, server));
+        report.limit = report.limit.take().map(|l| diagnose::server_limit(&l, server).unwrap_or(l));
     }
     check_established(&report, load)?;
+    note_in_flight(&mut report);
     let fell_short = judge(&mut report, load, &work);
-    Ok(Finished { report, fell_short })
+    Ok(Finished { report, parts, fell_short })
 }
 
-/// Runs the load in this process and writes its report.
+/// Prints the pre-flight warnings of the run on stderr, once, and returns them for the report.
+fn announce(load: &LoadArgs, connections: u64, work: &Work, server: Option<&TargetServer>) -> Vec<String> {
+    let ask = Ask {
+        connections,
+        sources: load.source_ips.as_ref().map_or(0, |s| s.0.len() as u64),
+        processes: u64::from(load.processes),
+        until_failure: match work {
+            Work::Hold { until_failure: true, .. } => load.ramp,
+            _ => None,
+        },
+    };
+    let warnings = preflight::warnings(&Environment::capture(), &ask, server);
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    warnings
+}
+
+/// Runs the load in this process and writes its report; `sampler` samples the server meanwhile.
 fn measure(
     command: &str,
     load: &LoadArgs,
     connections: u64,
     work: &Work,
     rate: Option<f64>,
+    sampler: Option<&mut Sampler>,
 ) -> io::Result<Report> {
     // Before: the machine, its limits, and the counters the run will be compared with.
     let environment = Environment::capture();
     let sources = load.source_ips.clone().map(|s| s.0).unwrap_or_default();
-    let warnings = environment.warnings(connections, sources.len() as u64, u64::from(load.processes));
-    if load.child_index.is_none() {
-        for warning in &warnings {
-            eprintln!("warning: {warning}");
-        }
-    }
     let listen_before = hostinfo::listen_counters();
     let usage_before = Usage::now();
     // The run itself.
-    let combined = run_plans(load, connections, work, &sources)?;
+    let combined = run_plans(load, connections, work, &sources, sampler)?;
     // After: the report, and what its errors mean.
     let usage = combined.usage.usage(&usage_before, &Usage::now());
     let explain = diagnose::Context {
@@ -125,8 +153,11 @@ fn measure(
         target_addr: load.target.addr().to_string(),
         model: if load.blocking { "blocking" } else { "reactor" }.to_owned(),
         connections_requested: connections,
+        message_size: match *work {
+            Work::Echo { size, .. } | Work::Churn { size, .. } => size as u64,
+            Work::Hold { .. } => 0,
+        },
         rate_requested: rate,
-        warnings,
         ..Report::default()
     };
     report.fill(&combined.tally, combined.measured.as_secs_f64());
@@ -144,10 +175,17 @@ fn measure(
     Ok(report)
 }
 
-/// Splits the load over loops (or one blocking plan) and runs it, printing progress meanwhile.
-fn run_plans(load: &LoadArgs, connections: u64, work: &Work, sources: &[IpAddr]) -> io::Result<Combined> {
+/// Splits the load over loops (or one blocking plan) and runs it, printing progress (and sampling the
+/// server) meanwhile.
+fn run_plans(
+    load: &LoadArgs,
+    connections: u64,
+    work: &Work,
+    sources: &[IpAddr],
+    sampler: Option<&mut Sampler>,
+) -> io::Result<Combined> {
     let prefix = load.child_index.map(|i| format!("[process {i}] ")).unwrap_or_default();
-    let mut ticker = Ticker::new(prefix);
+    let mut ticker = Ticker::new(prefix, sampler);
     let threads = if load.blocking { 1 } else { u64::from(load.threads).min(connections) };
     let progress = Progress::new(threads as usize);
     let plans = split(load, connections, threads, work, sources);
@@ -194,6 +232,18 @@ fn diagnose_report(report: &mut Report, explain: &diagnose::Context<'_>, combine
         ));
     }
     report.limit = combined.stopped_by.map(|kind| explain.limit(kind, report.established));
+}
+
+/// Says in the warnings how many bytes were still in flight when the run ended, if any: the run stopped
+/// waiting for them (after the drain), so they are neither received nor lost.
+fn note_in_flight(report: &mut Report) {
+    if report.bytes_in_flight_at_end > 0 {
+        report.warnings.push(format!(
+            "{} bytes sent were still in flight when the run ended: not echoed within {} s after its end",
+            report.bytes_in_flight_at_end,
+            crate::driver::DRAIN.as_secs_f64()
+        ));
+    }
 }
 
 /// Says in the warnings how the run fell short of the connections asked for, if it did; returns whether

@@ -52,7 +52,7 @@ fn config() -> Config {
 }
 
 /// Runs each plan on its own loop and thread; returns once every loop has finished.
-pub fn run(plans: Vec<Plan>, progress: &Progress, ticker: &mut Ticker) -> io::Result<Combined> {
+pub fn run(plans: Vec<Plan>, progress: &Progress, ticker: &mut Ticker<'_>) -> io::Result<Combined> {
     let (done, finished) = mpsc::channel();
     let mut threads = Vec::new();
     for (i, plan) in plans.into_iter().enumerate() {

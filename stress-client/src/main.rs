@@ -6,10 +6,13 @@
 //! 2 bad usage (from clap); 3 an echo did not match what was sent (mismatch, loss or reorder) — the
 //! report is still printed, and names the connection and byte offset; 4 (`echo`, `connect`, `churn`)
 //! some connections could not be made, and neither `--allow-errors` nor `--until-failure` said that
-//! was expected — the report is printed, and a warning in it says how many and why.
+//! was expected — the report is printed, and a warning in it says how many and why; 5 (`echo`,
+//! `connect`, `churn`, `merge`) the report's books do not balance (see `books`): its numbers cannot be
+//! trusted — the report is printed, and its warnings say which invariant failed. 5 wins over 3 and 4.
 
 mod backlog;
 mod blocking;
+mod books;
 mod cli;
 mod diagnose;
 mod driver;
@@ -17,8 +20,10 @@ mod environment;
 mod error_kind;
 mod load;
 mod loops;
+mod loss;
 mod message;
 mod pace;
+mod preflight;
 mod processes;
 mod progress;
 mod report;
@@ -27,6 +32,7 @@ mod source_ips;
 mod summary;
 mod tally;
 mod target;
+mod target_process;
 mod usage;
 
 use std::process::ExitCode;
@@ -40,6 +46,8 @@ use report::Report;
 const EXIT_VERIFY_FAILED: u8 = 3;
 /// Exit code of a run that could not make every connection it was asked for, unexpectedly.
 const EXIT_SHORTFALL: u8 = 4;
+/// Exit code of a run whose report does not balance its books.
+const EXIT_BOOKS: u8 = 5;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -92,10 +100,10 @@ fn usage_error(why: String) -> ! {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (finished, json) = match &cli.command {
-        Command::Echo(args) => (load::echo(args)?, args.load.json),
-        Command::Connect(args) => (load::connect(args)?, args.load.json),
-        Command::Churn(args) => (load::churn(args)?, args.load.json),
+    let (mut finished, json, part_name): (_, _, Box<dyn Fn(usize) -> String>) = match &cli.command {
+        Command::Echo(args) => (load::echo(args)?, args.load.json, Box::new(process_name)),
+        Command::Connect(args) => (load::connect(args)?, args.load.json, Box::new(process_name)),
+        Command::Churn(args) => (load::churn(args)?, args.load.json, Box::new(process_name)),
         Command::Merge(args) => {
             let reports = args
                 .reports
@@ -107,7 +115,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 })
                 .collect::<Result<Vec<Report>, String>>()?;
             // Each report already says, in its warnings, whether its run fell short.
-            (load::Finished { report: Report::merge(&reports)?, fell_short: false }, args.json)
+            let report = Report::merge(&reports)?;
+            let paths = args.reports.clone();
+            let finished = load::Finished { report, parts: reports, fell_short: false };
+            (finished, args.json, Box::new(move |i: usize| paths[i].display().to_string()))
         }
         Command::Backlog(args) => {
             let report = backlog::run(args)?;
@@ -128,14 +139,22 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    let balanced = books::audit(&mut finished.report, &finished.parts, part_name);
     print(&finished.report, json, Report::summary)?;
-    Ok(if finished.report.verify_failures > 0 {
+    Ok(if !balanced {
+        ExitCode::from(EXIT_BOOKS)
+    } else if finished.report.verify_failures > 0 {
         ExitCode::from(EXIT_VERIFY_FAILED)
     } else if finished.fell_short {
         ExitCode::from(EXIT_SHORTFALL)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How a child process of `--processes` is named where its books do not balance.
+fn process_name(i: usize) -> String {
+    format!("process {i}")
 }
 
 fn print<T: serde::Serialize>(report: &T, json: bool, summary: fn(&T) -> String) -> serde_json::Result<()> {

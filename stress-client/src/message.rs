@@ -131,6 +131,19 @@ impl Stream {
         self.next_send * self.size as u64 - self.received()
     }
 
+    /// The message [`next_message`](Self::next_message) wrote last was not sent after all: it is owed
+    /// no echo.
+    pub fn unsend(&mut self) {
+        self.next_send = self.next_send.saturating_sub(1).max(self.recv_seq);
+    }
+
+    /// Gives up on the echo of everything outstanding (the connection ended): the stream then owes
+    /// nothing, and a reconnect on it starts with the next message.
+    pub fn write_off(&mut self) {
+        self.recv_seq = self.next_send;
+        self.recv_offset = 0;
+    }
+
     /// Checks echoed bytes against what was sent, calling `complete(seq)` for each message whose last
     /// byte arrived.
     pub fn receive(&mut self, mut data: &[u8], mut complete: impl FnMut(u64)) -> Result<(), Mismatch> {

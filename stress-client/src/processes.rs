@@ -5,9 +5,11 @@
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::cli::LoadArgs;
 use crate::report::Report;
+use crate::target_process::Sampler;
 
 /// Options the parent rewrites for each child; everything else passes through unchanged.
 const SPLIT: [&str; 8] = [
@@ -61,7 +63,12 @@ pub fn smallest_part(total: f64, connections: u64, processes: u32) -> f64 {
 }
 
 /// Runs the children and returns their reports; fails if one of them produced no report.
-pub fn run(load: &LoadArgs, connections: u64, rate: Option<f64>) -> io::Result<Vec<Report>> {
+pub fn run(
+    load: &LoadArgs,
+    connections: u64,
+    rate: Option<f64>,
+    mut sampler: Option<&mut Sampler>,
+) -> io::Result<Vec<Report>> {
     let parts = u64::from(load.processes).min(connections);
     let base = passed_through(std::env::args_os().skip(1));
     let exe = std::env::current_exe()?;
@@ -105,6 +112,12 @@ pub fn run(load: &LoadArgs, connections: u64, rate: Option<f64>) -> io::Result<V
             })
         })
         .collect();
+    // Sample the server while the children run.
+    while readers.iter().any(|r| !r.is_finished()) {
+        let Some(sampler) = sampler.as_mut() else { break };
+        sampler.poll();
+        std::thread::sleep(sampler.due_in().clamp(Duration::from_millis(1), Duration::from_millis(50)));
+    }
     let mut reports = Vec::new();
     for (i, (mut child, reader)) in children.into_iter().zip(readers).enumerate() {
         let text = reader.join().map_err(|_| io::Error::other("a reader thread panicked"))??;

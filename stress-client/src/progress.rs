@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::target_process::Sampler;
+
 /// Counters one loop or thread publishes for the progress line (absolute values, relaxed).
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -45,20 +47,22 @@ impl Progress {
 }
 
 /// Prints a progress line once a second while a run lasts: overwriting itself on a terminal, one line
-/// per interval otherwise. Quiet for the first two seconds, so short runs print nothing.
+/// per interval otherwise. Quiet for the first two seconds, so short runs print nothing. The thread
+/// that ticks also samples the server, when it runs here.
 #[derive(Debug)]
-pub struct Ticker {
+pub struct Ticker<'a> {
     started: Instant,
     last: Instant,
     last_messages: u64,
     terminal: bool,
     prefix: String,
     printed: bool,
+    sampler: Option<&'a mut Sampler>,
 }
 
-impl Ticker {
-    /// A ticker; `prefix` tells child processes apart.
-    pub fn new(prefix: String) -> Ticker {
+impl<'a> Ticker<'a> {
+    /// A ticker; `prefix` tells child processes apart; `sampler` samples the server as it ticks.
+    pub fn new(prefix: String, sampler: Option<&'a mut Sampler>) -> Ticker<'a> {
         let now = Instant::now();
         Ticker {
             started: now,
@@ -67,16 +71,21 @@ impl Ticker {
             terminal: std::io::stderr().is_terminal(),
             prefix,
             printed: false,
+            sampler,
         }
     }
 
-    /// How long to wait before the next line.
+    /// How long to wait before the next tick: the next line, or the next sample of the server.
     pub fn interval(&self) -> Duration {
-        Duration::from_secs(1).saturating_sub(self.last.elapsed())
+        let line = Duration::from_secs(1).saturating_sub(self.last.elapsed());
+        self.sampler.as_ref().map_or(line, |s| line.min(s.due_in()))
     }
 
-    /// Prints a line if a second has passed.
+    /// Samples the server if a sample is due; prints a line if a second has passed.
     pub fn tick(&mut self, progress: &Progress) {
+        if let Some(sampler) = self.sampler.as_mut() {
+            sampler.poll();
+        }
         let now = Instant::now();
         if now.duration_since(self.last) < Duration::from_millis(990) {
             return;

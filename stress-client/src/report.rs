@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
 use crate::error_kind::ErrorCounts;
+use crate::loss::{Loss, Losses};
 use crate::tally::{self, Tally};
+use crate::target_process::TargetServer;
 use crate::usage::Usage;
 
 /// Latency percentiles in µs.
@@ -119,6 +121,9 @@ pub struct Report {
     pub model: String,
     /// Connections asked for.
     pub connections_requested: u64,
+    /// Bytes per message (0 for `connect`, which sends none).
+    #[serde(default)]
+    pub message_size: u64,
     /// Connections that completed their handshake.
     pub established: u64,
     /// Most connections open at once (summed over processes).
@@ -127,10 +132,22 @@ pub struct Report {
     pub messages: u64,
     /// Echoes that did not match what was sent (mismatch, loss, reorder).
     pub verify_failures: u64,
-    /// Bytes sent.
+    /// Bytes sent over the whole run (warm-up included).
     pub bytes_sent: u64,
-    /// Bytes received.
+    /// Bytes echoed and verified over the whole run (warm-up included).
     pub bytes_received: u64,
+    /// Bytes sent on connections still open when the run ended, not echoed by then (after the drain).
+    #[serde(default)]
+    pub bytes_in_flight_at_end: u64,
+    /// Bytes sent on connections that ended before echoing them; `losses` names them.
+    #[serde(default)]
+    pub bytes_lost: u64,
+    /// The first losses: connection, offset, bytes and why.
+    #[serde(default)]
+    pub losses: Vec<Loss>,
+    /// Losses past those listed.
+    #[serde(default)]
+    pub losses_not_listed: u64,
     /// Seconds measured (warm-up excluded).
     pub duration_s: f64,
     /// Messages per second (for `--rate`: the rate achieved).
@@ -149,6 +166,12 @@ pub struct Report {
     pub connect_errors: ErrorCounts,
     /// Connections the server closed or reset while the client still used them.
     pub closed_by_server: u64,
+    /// Connections the client closed before the run ended (churn: after each cycle's echo).
+    #[serde(default)]
+    pub closed_by_client: u64,
+    /// Connections still open when the run ended (then closed by the client).
+    #[serde(default)]
+    pub open_at_end: u64,
     /// Message latency (`churn`: connect + echo), µs.
     pub latency_us: Latency,
     /// Connect latency, µs.
@@ -157,6 +180,10 @@ pub struct Report {
     pub client: Client,
     /// The machine and its limits.
     pub environment: Environment,
+    /// The server, when the target runs on this machine: its processes, limits, and memory, threads and
+    /// descriptors at the busiest moment of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<TargetServer>,
     /// TCP sockets by state on the target's port when the run ended.
     pub sockets: BTreeMap<String, u64>,
     /// The first verification failure, naming connection and byte offset.
@@ -167,8 +194,12 @@ pub struct Report {
     /// `--until-failure`: the limit that stopped the ramp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
-    /// Pre-flight warnings (limits below what the run asked for), and connections that could not be
-    /// made.
+    /// Pre-flight warnings: limits below what the run asked for, and what `--until-failure` will meet
+    /// first. Printed on stderr before the run.
+    #[serde(default)]
+    pub preflight: Vec<String>,
+    /// What the run found that makes its numbers worth a second look: connections that could not be
+    /// made, echoes still in flight at the end, books that do not balance.
     pub warnings: Vec<String>,
     /// The histograms behind `latency_us` and `connect_us`.
     pub histograms: Histograms,
@@ -183,14 +214,21 @@ impl Report {
         self.verify_failures = t.verify_failures;
         self.bytes_sent = t.bytes_sent;
         self.bytes_received = t.bytes_received;
+        self.bytes_in_flight_at_end = t.bytes_in_flight_at_end;
+        self.bytes_lost = t.bytes_lost;
+        self.losses = t.losses.listed.clone();
+        self.losses_not_listed = t.losses.not_listed;
         self.duration_s = round3(duration_s);
         let per_sec = |n: f64| if duration_s > 0.0 { n / duration_s } else { 0.0 };
         self.msgs_per_sec = round3(per_sec(t.messages as f64));
-        self.mb_per_sec = round3(per_sec(t.bytes_received as f64) / 1e6);
+        // The messages measured, not the bytes of the whole run, which include the warm-up.
+        self.mb_per_sec = round3(per_sec((t.messages * self.message_size) as f64) / 1e6);
         self.conns_per_sec = round3(per_sec(t.cycles as f64));
         self.errors = t.errors.clone();
         self.connect_errors = t.connect_errors.clone();
         self.closed_by_server = t.closed_by_server;
+        self.closed_by_client = t.closed_by_client;
+        self.open_at_end = t.open_at_end;
         self.failure = t.failure.clone();
         self.set_histograms(&t.latency, &t.connect);
     }
@@ -202,10 +240,20 @@ impl Report {
     }
 
     /// Merges reports of clients that ran at the same time against the same target: counts and rates
-    /// add up, percentiles come from the merged histograms, the duration is the longest.
+    /// add up, percentiles come from the merged histograms, the duration is the longest. Reports of
+    /// different commands or message sizes do not add up, and are refused.
     pub fn merge(reports: &[Report]) -> Result<Report, String> {
         let first = reports.first().ok_or("nothing to merge")?;
-        let mut merged = Report { diagnosis: Vec::new(), warnings: Vec::new(), ..first.clone() };
+        if let Some(other) =
+            reports.iter().find(|r| (&r.command, r.message_size) != (&first.command, first.message_size))
+        {
+            return Err(format!(
+                "a report of `{}` with {} B messages does not add up with one of `{}` with {} B messages",
+                other.command, other.message_size, first.command, first.message_size
+            ));
+        }
+        let mut merged =
+            Report { diagnosis: Vec::new(), warnings: Vec::new(), preflight: Vec::new(), ..first.clone() };
         let (mut latency, mut connect) = (tally::histogram(), tally::histogram());
         let mut client = Client::default();
         let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
@@ -217,7 +265,11 @@ impl Report {
         merged.verify_failures = sum(|r| r.verify_failures);
         merged.bytes_sent = sum(|r| r.bytes_sent);
         merged.bytes_received = sum(|r| r.bytes_received);
+        merged.bytes_in_flight_at_end = sum(|r| r.bytes_in_flight_at_end);
+        merged.bytes_lost = sum(|r| r.bytes_lost);
         merged.closed_by_server = sum(|r| r.closed_by_server);
+        merged.closed_by_client = sum(|r| r.closed_by_client);
+        merged.open_at_end = sum(|r| r.open_at_end);
         merged.duration_s = reports.iter().map(|r| r.duration_s).fold(0.0, f64::max);
         merged.msgs_per_sec = sum_f(|r| r.msgs_per_sec);
         merged.mb_per_sec = sum_f(|r| r.mb_per_sec);
@@ -225,7 +277,14 @@ impl Report {
         merged.rate_requested = reports.iter().map(|r| r.rate_requested).sum();
         merged.errors = ErrorCounts::new();
         merged.connect_errors = ErrorCounts::new();
+        let mut losses = Losses::default();
         for r in reports {
+            losses.add(&r.losses, r.losses_not_listed);
+            for line in &r.preflight {
+                if !merged.preflight.contains(line) {
+                    merged.preflight.push(line.clone());
+                }
+            }
             latency.add(tally::decode(&r.histograms.latency)?).map_err(|e| format!("{e:?}"))?;
             connect.add(tally::decode(&r.histograms.connect)?).map_err(|e| format!("{e:?}"))?;
             tally::add_counts(&mut merged.errors, &r.errors);
@@ -248,6 +307,7 @@ impl Report {
                 }
             }
         }
+        (merged.losses, merged.losses_not_listed) = (losses.listed, losses.not_listed);
         client.cpu_s = round3(client.cpu_s);
         client.per_message(merged.messages);
         merged.client = client;

@@ -15,18 +15,31 @@ impl Report {
         let _ = writeln!(s, "connect µs: {}", show_latency(&self.connect_us));
         self.write_failures(&mut s);
         self.write_client(&mut s);
+        self.write_server(&mut s);
         self.write_notes(&mut s);
         let _ = write!(s, "environment: {}", self.environment.summary());
         s
     }
 
     fn write_connections(&self, s: &mut String) {
-        let _ =
-            writeln!(s, "{} against {}{} ({} model)", self.command, self.target, self.resolved(), self.model);
         let _ = writeln!(
             s,
-            "connections: {} requested, {} established, peak {} at once, {} closed by the server",
-            self.connections_requested, self.established, self.peak_concurrent, self.closed_by_server
+            "{} against {}{}; client model: {}",
+            self.command,
+            self.target,
+            self.resolved(),
+            self.model
+        );
+        let _ = writeln!(
+            s,
+            "connections: {} requested, {} established, peak {} at once; {} closed by the client, {} by the \
+             server, {} open at the end",
+            self.connections_requested,
+            self.established,
+            self.peak_concurrent,
+            self.closed_by_client,
+            self.closed_by_server,
+            self.open_at_end
         );
     }
 
@@ -50,6 +63,19 @@ impl Report {
             self.bytes_sent,
             self.bytes_received
         );
+        if self.bytes_in_flight_at_end + self.bytes_lost > 0 {
+            let _ = writeln!(
+                s,
+                "bytes not echoed: {} in flight when the run ended, {} lost",
+                self.bytes_in_flight_at_end, self.bytes_lost
+            );
+        }
+        for loss in &self.losses {
+            let _ = writeln!(s, "lost: {loss}");
+        }
+        if self.losses_not_listed > 0 {
+            let _ = writeln!(s, "lost: {} more losses not listed", self.losses_not_listed);
+        }
         if let Some(rate) = self.rate_requested {
             let _ = writeln!(s, "rate: {rate:.0} msg/s asked, {:.0} achieved", self.msgs_per_sec);
         }
@@ -71,19 +97,45 @@ impl Report {
 
     fn write_client(&self, s: &mut String) {
         let c = &self.client;
+        // `connect` sends no messages: it has no CPU per message to show.
+        let per_message = if self.command == "connect" {
+            String::new()
+        } else {
+            format!(", {:.2} CPU µs/msg", c.cpu_us_per_msg)
+        };
         let _ = writeln!(
             s,
-            "client: {:.2} CPU s ({:.2} user, {:.2} sys), {:.2} CPU µs/msg, peak RSS {} KiB, {} threads, \
-             {} processes, context switches {} voluntary / {} involuntary",
+            "client: {:.2} CPU s ({:.2} user, {:.2} sys){per_message}, peak RSS {} KiB, {} threads, {} \
+             processes, context switches {} voluntary / {} involuntary",
             c.cpu_s,
             c.user_s,
             c.sys_s,
-            c.cpu_us_per_msg,
             c.peak_rss_kib,
             c.threads,
             c.processes,
             c.voluntary_switches,
             c.involuntary_switches
+        );
+    }
+
+    fn write_server(&self, s: &mut String) {
+        let Some(server) = &self.server else { return };
+        if !server.found() {
+            let why = server.unknown.as_deref().unwrap_or("not found");
+            let _ = writeln!(s, "server: on this machine, but unknown: {why}");
+            return;
+        }
+        let show = |v: Option<u64>| v.map_or("unknown".to_owned(), |v| v.to_string());
+        let _ = writeln!(
+            s,
+            "server: {}: RSS {} KiB, {} threads, {} descriptors at the busiest moment of the run; \
+             RLIMIT_NOFILE {}/{}",
+            server.who(),
+            show(server.rss_kib),
+            show(server.threads),
+            show(server.fds),
+            show(server.nofile_soft),
+            show(server.nofile_hard)
         );
     }
 

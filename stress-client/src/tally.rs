@@ -6,6 +6,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
 use crate::error_kind::{ErrorCounts, ErrorKind};
+use crate::loss::{Loss, Losses};
+use crate::message::Stream;
 
 /// Longest latency a histogram keeps (one hour, in µs); longer ones are recorded as this.
 const HIGHEST_US: u64 = 3_600_000_000;
@@ -56,16 +58,26 @@ pub struct Tally {
     pub connect: Histogram<u64>,
     /// Messages echoed and verified (after the warm-up).
     pub messages: u64,
-    /// Bytes sent.
+    /// Bytes sent over the whole run, warm-up included.
     pub bytes_sent: u64,
-    /// Bytes received.
+    /// Bytes echoed and verified over the whole run, warm-up included.
     pub bytes_received: u64,
+    /// Bytes sent on connections still open when the run ended, whose echo had not come back by then.
+    pub bytes_in_flight_at_end: u64,
+    /// Bytes sent on connections that ended before their echo came back; each loss is in `losses`.
+    pub bytes_lost: u64,
+    /// The losses behind `bytes_lost`, named.
+    pub losses: Losses,
     /// Connections that completed their handshake.
     pub established: u64,
     /// Most connections open at once.
     pub peak_concurrent: u64,
     /// Connections the server closed or reset while we still wanted them.
     pub closed_by_server: u64,
+    /// Connections the client closed before the run ended (churn: each cycle's; or after a mismatch).
+    pub closed_by_client: u64,
+    /// Connections still open when the run ended (then closed by the client).
+    pub open_at_end: u64,
     /// Echoes that did not match (mismatch, loss, reorder).
     pub verify_failures: u64,
     /// Failures by kind.
@@ -86,9 +98,14 @@ impl Default for Tally {
             messages: 0,
             bytes_sent: 0,
             bytes_received: 0,
+            bytes_in_flight_at_end: 0,
+            bytes_lost: 0,
+            losses: Losses::default(),
             established: 0,
             peak_concurrent: 0,
             closed_by_server: 0,
+            closed_by_client: 0,
+            open_at_end: 0,
             verify_failures: 0,
             errors: ErrorCounts::new(),
             connect_errors: ErrorCounts::new(),
@@ -123,6 +140,43 @@ impl Tally {
         self.failure.get_or_insert(what);
     }
 
+    /// Accounts for an established connection that ended: counts it by who ended it, and its bytes
+    /// that did not come back as lost (with `ending`'s reason) or, if the run was ending, as in flight.
+    /// Writes them off `stream`, which then owes nothing, so that no byte is counted twice. Returns the
+    /// loss, if there was one.
+    pub fn settle(&mut self, stream: &mut Stream, ending: Ending<'_>) -> Option<Loss> {
+        let outstanding = stream.outstanding();
+        let loss = Loss {
+            connection: stream.conn,
+            offset: stream.received(),
+            bytes: outstanding,
+            why: String::new(),
+        };
+        stream.write_off();
+        let why = match ending {
+            Ending::RunEnd => {
+                self.open_at_end += 1;
+                self.bytes_in_flight_at_end += outstanding;
+                return None;
+            }
+            Ending::Server(why) => {
+                self.closed_by_server += 1;
+                why
+            }
+            Ending::Client(why) => {
+                self.closed_by_client += 1;
+                why
+            }
+        };
+        if outstanding == 0 {
+            return None;
+        }
+        let loss = Loss { why: why.to_owned(), ..loss };
+        self.bytes_lost += outstanding;
+        self.losses.push(loss.clone());
+        Some(loss)
+    }
+
     /// Adds another tally of a run that happened at the same time (peaks add up).
     pub fn add(&mut self, other: &Tally) {
         let _ = self.latency.add(&other.latency);
@@ -130,9 +184,14 @@ impl Tally {
         self.messages += other.messages;
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
+        self.bytes_in_flight_at_end += other.bytes_in_flight_at_end;
+        self.bytes_lost += other.bytes_lost;
+        self.losses.add(&other.losses.listed, other.losses.not_listed);
         self.established += other.established;
         self.peak_concurrent += other.peak_concurrent;
         self.closed_by_server += other.closed_by_server;
+        self.closed_by_client += other.closed_by_client;
+        self.open_at_end += other.open_at_end;
         self.verify_failures += other.verify_failures;
         self.cycles += other.cycles;
         add_counts(&mut self.errors, &other.errors);
@@ -141,6 +200,18 @@ impl Tally {
             self.failure.clone_from(&other.failure);
         }
     }
+}
+
+/// How an established connection ended, for the books.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending<'a> {
+    /// The server closed or reset it while the client still used it; why, in words.
+    Server(&'a str),
+    /// The client closed it before the run ended: its work was done (a churn cycle), or its echo did not
+    /// match; why any bytes still owed will not come back.
+    Client(&'a str),
+    /// It was still open when the run ended: what it still owed was in flight.
+    RunEnd,
 }
 
 /// Adds counts by kind.

@@ -5,7 +5,7 @@ mod util;
 use std::net::{SocketAddr, TcpListener};
 
 use socket2::{Domain, Socket, Type};
-use util::{run, run_with_fd_limit};
+use util::{ReactorServer, run, run_with_fd_limit};
 
 /// A listener with `backlog` that never accepts.
 fn non_accepting_listener(backlog: i32) -> (Socket, SocketAddr) {
@@ -32,7 +32,7 @@ fn connect_classifies_emfile_when_the_fd_limit_is_lowered() {
     assert!(established > 0 && established < 64, "{r}");
     let diagnosis = r["diagnosis"].to_string();
     assert!(diagnosis.contains("RLIMIT_NOFILE soft 64"), "{diagnosis}");
-    assert!(!r["warnings"].as_array().unwrap().is_empty(), "the pre-flight check warns: {r}");
+    assert!(!r["preflight"].as_array().unwrap().is_empty(), "the pre-flight check warns: {r}");
 }
 
 #[test]
@@ -97,4 +97,95 @@ fn sockets_counts_established_for_held_connections() {
     assert_eq!(r["ESTABLISHED"], 10, "{r}");
     assert_eq!(r["LISTEN"], 1, "{r}");
     drop((clients, accepted));
+}
+
+#[test]
+fn until_failure_is_warned_once_on_stderr_about_the_limit_it_will_meet_first() {
+    let (_listener, addr) = non_accepting_listener(1024);
+    let args = format!("connect --target {addr} --ramp 4000 --hold 0 --until-failure");
+    let out = run_with_fd_limit(64, &args);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(
+        warnings[0]
+            .contains("expect it near 48 connections, where it meets this client's RLIMIT_NOFILE (soft 64"),
+        "{}",
+        warnings[0]
+    );
+    assert!(!warnings[0].contains("fs.file-max") && !warnings[0].contains("conntrack"), "{}", warnings[0]);
+    assert!(!out.stdout.contains("warning: --until-failure"), "said again on stdout: {}", out.stdout);
+    // The same warning goes into the JSON. Its later figures (the next limit, ports already in use) follow
+    // the machine, which other tests load meanwhile, so only the limit met first is compared.
+    let json = run_with_fd_limit(64, &format!("{args} --json")).json();
+    let preflight = json["preflight"].as_array().expect("a preflight list");
+    assert_eq!(preflight.len(), 1, "{json}");
+    let first_limit = "expect it near 48 connections, where it meets this client's RLIMIT_NOFILE (soft 64";
+    assert!(preflight[0].as_str().is_some_and(|w| w.contains(first_limit)), "{json}");
+}
+
+#[test]
+fn connect_reports_the_servers_memory_threads_and_descriptors_while_it_holds_them() {
+    let server = ReactorServer::start();
+    let out = run(&format!("connect --target {} --connections 40 --hold 0.6 --json", server.addr));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let r = out.json();
+    let s = &r["server"];
+    assert_eq!(s["name"], "echo-server", "{s}");
+    assert_eq!(s["pids"].as_array().map(Vec::len), Some(1), "{s}");
+    assert!(s["fds"].as_u64().unwrap() >= 40, "the 40 held connections are the server's descriptors: {s}");
+    assert!(s["threads"].as_u64().unwrap() >= 1 && s["rss_kib"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["nofile_soft"].as_u64().unwrap() >= 40, "{s}");
+    let summary = run(&format!("connect --target {} --connections 40 --hold 0.6", server.addr));
+    let line =
+        summary.stdout.lines().find(|l| l.starts_with("server: echo-server, pid ")).unwrap_or_default();
+    assert!(
+        line.contains(" threads, ") && line.contains(" descriptors at the busiest moment"),
+        "{summary:?}"
+    );
+}
+
+#[test]
+fn until_failure_names_the_servers_descriptor_limit_when_the_server_runs_out_first() {
+    let server = ReactorServer::start_with_fd_limit(64, "--backlog 16");
+    let out = run(&format!(
+        "connect --target {} --ramp 4000 --hold 0 --until-failure --connect-timeout 300 --json",
+        server.addr
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let r = out.json();
+    let limit = r["limit"].as_str().unwrap();
+    assert!(limit.starts_with("the server's RLIMIT_NOFILE (soft 64, echo-server, pid "), "{limit}");
+    assert!(
+        r["preflight"][0].as_str().unwrap().contains("where it meets the server's RLIMIT_NOFILE (soft 64"),
+        "{r}"
+    );
+    let diagnosis = r["diagnosis"].to_string();
+    assert!(
+        diagnosis.contains("so it ran out of descriptors (the limit was the server's, not this client's)"),
+        "{diagnosis}"
+    );
+}
+
+/// The summary names the model as the client's (a bare "(reactor model)" read as the server's), and
+/// `connect`, which sends no messages, shows no message or CPU-per-message figures.
+#[test]
+fn the_summary_names_the_client_model_and_connect_shows_no_message_figures() {
+    let (_listener, addr) = non_accepting_listener(64);
+    let out = run(&format!("connect --target {addr} --connections 3 --hold 0"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.starts_with(&format!("connect against {addr}; client model: reactor\n")),
+        "{}",
+        out.stdout
+    );
+    for absent in ["messages:", "latency µs:", "CPU µs/msg", "model)"] {
+        assert!(!out.stdout.contains(absent), "{absent:?} in a connect summary: {}", out.stdout);
+    }
+    let out = run(&format!("connect --target {addr} --connections 3 --hold 0 --blocking"));
+    assert!(
+        out.stdout.starts_with(&format!("connect against {addr}; client model: blocking\n")),
+        "{}",
+        out.stdout
+    );
 }

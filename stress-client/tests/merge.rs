@@ -49,8 +49,9 @@ fn merge_refuses_what_is_not_a_report() {
 }
 
 /// The report format is a contract with scripts and with reports already on disk. This one was written
-/// by an earlier build (a merge of one report, so merging it again changes nothing); merged alone it
-/// must come back byte for byte: same keys, same order, same error names.
+/// by an earlier build (a merge of one report, so merging it again changes nothing), then given the
+/// fields of the books (`open_at_end`, `preflight`, ...); merged alone it must come back byte for byte:
+/// same keys, same order, same error names, and books that balance.
 #[test]
 fn a_saved_report_merges_back_byte_for_byte() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/report.json");

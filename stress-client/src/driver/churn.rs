@@ -1,32 +1,37 @@
-//! Churn: each slot connects, echoes one message, closes, and starts over on a fresh connection; a
-//! cycle's latency runs from the start of its connect to the echo.
+//! Churn: each slot connects, echoes one message, closes, and starts over on a fresh connection. A
+//! cycle is one message and one latency sample, measured from the start of its connect to the last
+//! byte of its echo (connect + echo).
 
 use reactor::{ConnId, Context};
 
 use super::{Driver, Phase, Work};
-use crate::tally;
+use crate::tally::Ending;
 
 impl Driver {
-    /// The connect of slot `index` completed: sends the cycle's one message.
+    /// The connect of slot `index` completed: sends the cycle's one message, timed from the connect's
+    /// start.
     pub(super) fn send_cycle_message(&mut self, ctx: &mut Context<'_>, index: usize, conn: ConnId) {
         let slot = &mut self.slots[index];
         slot.stream.next_message(&mut self.message);
         if ctx.send(conn, &self.message).is_ok() {
             self.tally.bytes_sent += self.message.len() as u64;
+            slot.sent_at.push_back(slot.connect_started);
+        } else {
+            // The connection is closing; on_close will say why.
+            slot.stream.unsend();
         }
     }
 
-    /// The cycle's echo came back: counts the cycle and closes its connection.
+    /// The cycle's echo came back (and was counted as a message): counts the cycle and closes its
+    /// connection.
     pub(super) fn complete_cycle(&mut self, ctx: &mut Context<'_>, index: usize, conn: ConnId) {
-        let slot = &mut self.slots[index];
-        // Our close: an EOF or reset that follows is the end we asked for, not the server's doing.
-        slot.conn = None;
         if ctx.now() >= self.measure_from {
-            tally::record(&mut self.tally.latency, ctx.now().saturating_duration_since(slot.connect_started));
             self.tally.cycles += 1;
-            self.tally.messages += 1;
         }
+        // Our close: an EOF or reset that follows is the end we asked for, not the server's doing.
+        self.settle(index, Ending::Client("the client closed the connection"));
         let _ = ctx.close(conn);
+        self.check_drained(ctx);
     }
 
     /// The connection of slot `index` closed: starts the slot's next cycle while the run lasts.

@@ -9,7 +9,7 @@ use reactor::Context;
 use super::{Driver, Phase, Slot, TAG_SEND, Work};
 use crate::message::Mismatch;
 use crate::pace;
-use crate::tally;
+use crate::tally::{self, Ending};
 
 impl Driver {
     /// Sends what this connection may send now: up to the pipeline, and at a fixed rate only what is
@@ -24,12 +24,11 @@ impl Driver {
             slot.stream.next_message(&mut self.message);
             if ctx.send(conn, &self.message).is_err() {
                 // The connection is closing; on_close will say why.
+                slot.stream.unsend();
                 break;
             }
             slot.sent_at.push_back(stamp);
-            if stamp >= self.measure_from {
-                self.tally.bytes_sent += self.message.len() as u64;
-            }
+            self.tally.bytes_sent += self.message.len() as u64;
         }
     }
 
@@ -40,31 +39,28 @@ impl Driver {
     }
 
     /// Verifies `data` echoed on slot `index` at `now`, recording the latency of each message it
-    /// completes; returns how many it completed.
+    /// completes; returns how many it completed. Only bytes that matched count as received.
     pub(super) fn receive(&mut self, now: Instant, index: usize, data: &[u8]) -> Result<u64, Mismatch> {
-        if now >= self.measure_from {
-            self.tally.bytes_received += data.len() as u64;
-        }
         let slot = &mut self.slots[index];
         let (tally, measure_from) = (&mut self.tally, self.measure_from);
+        let before = slot.stream.received();
         let mut completed = 0u64;
-        slot.stream.receive(data, |_| {
+        let result = slot.stream.receive(data, |_| {
             completed += 1;
             let sent = slot.sent_at.pop_front().unwrap_or(now);
             if now >= measure_from {
                 tally.messages += 1;
                 tally::record(&mut tally.latency, now.saturating_duration_since(sent));
             }
-        })?;
-        Ok(completed)
+        });
+        tally.bytes_received += slot.stream.received() - before;
+        result.map(|()| completed)
     }
 
     /// Echoes came back on slot `index`: sends the next ones, and ends the drain once none is left.
     pub(super) fn echoes_returned(&mut self, ctx: &mut Context<'_>, index: usize) {
         self.send_due(ctx, index);
-        if self.phase == Phase::Draining && !self.in_flight() {
-            self.close_all(ctx);
-        }
+        self.check_drained(ctx);
     }
 
     /// Any open connection still waits for an echo.
@@ -72,25 +68,16 @@ impl Driver {
         self.slots.iter().any(|s| s.is_open() && s.stream.in_flight() > 0)
     }
 
-    /// An echo did not match what was sent: counted, and every loop winds down.
-    pub(super) fn mismatched(&mut self, ctx: &mut Context<'_>, mismatch: &Mismatch) {
+    /// The echo on slot `index` did not match what was sent: counted, the connection's books settled
+    /// (what it still owed is lost), and every loop winds down.
+    pub(super) fn mismatched(&mut self, ctx: &mut Context<'_>, index: usize, mismatch: &Mismatch) {
         self.tally.verify_failed(mismatch.to_string());
+        self.settle(
+            index,
+            Ending::Client("the echo did not match what was sent; the client closed the connection"),
+        );
         self.abort.store(true, Ordering::Relaxed);
         self.end(ctx);
-    }
-
-    /// Bytes sent on slot `index` will never come back (`why`): a verification failure, and every
-    /// loop winds down.
-    pub(super) fn lost(&mut self, index: usize, why: &str) {
-        let stream = &self.slots[index].stream;
-        let what = format!(
-            "connection {}: byte offset {}: {} bytes sent were never echoed ({why})",
-            stream.conn,
-            stream.received(),
-            stream.outstanding()
-        );
-        self.tally.verify_failed(what);
-        self.abort.store(true, Ordering::Relaxed);
     }
 }
 

@@ -22,10 +22,14 @@ impl Handler for Driver {
 
     fn on_data(&mut self, ctx: &mut Context<'_>, conn: ConnId, data: &[u8]) -> Next {
         let Some(index) = self.by_conn.get(conn) else { return Next::Close };
+        if self.slots[index].conn != Some(conn) {
+            // Settled already (closing): its books are closed, and late bytes are not counted.
+            return Next::Continue;
+        }
         let completed = match self.receive(ctx.now(), index, data) {
             Ok(completed) => completed,
             Err(mismatch) => {
-                self.mismatched(ctx, &mismatch);
+                self.mismatched(ctx, index, &mismatch);
                 return Next::Close;
             }
         };
@@ -44,10 +48,14 @@ impl Handler for Driver {
 
     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
         let Some(index) = self.by_conn.remove(conn) else { return };
-        let ours = self.release(ctx, index);
-        let connect_failed = self.count_close(index, reason, ours);
+        let (was_open, ours) = self.release(ctx, index);
+        let connect_failed = self.count_close(index, reason);
+        if was_open && ours {
+            self.ended_unsettled(index, reason);
+        }
         self.check_sustained_failure();
         self.next_cycle(ctx, index, connect_failed);
+        self.check_drained(ctx);
     }
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId, tag: u64) {

@@ -3,7 +3,7 @@
 //! closed-loop or at a fixed rate, verifies every echoed byte, and counts every failure by its kind.
 //!
 //! The [`Driver`] is one type; its methods are spread over modules by job: `connect` opens and ramps,
-//! `close` names why a connection ended, `conn_map` finds the slot a connection fills, `echo` schedules and verifies echoes, `churn` runs
+//! `close` settles the books of a connection that ended and names why, `conn_map` finds the slot a connection fills, `echo` schedules and verifies echoes, `churn` runs
 //! connect-echo-close cycles, `run_phase` moves the run from start through drain to close, and
 //! `handler` routes the reactor's callbacks to them.
 
@@ -34,8 +34,12 @@ use slot::Slot;
 
 /// How often the driver ramps, publishes progress and checks for an early end.
 const TICK: Duration = Duration::from_millis(10);
-/// How long the end of a run waits for messages still in flight before calling them lost.
-const DRAIN: Duration = Duration::from_secs(2);
+/// How long the end of a run waits for echoes still in flight; what has not come back by then is counted
+/// as in flight at the end.
+pub const DRAIN: Duration = Duration::from_secs(2);
+/// How long the loop's shutdown waits for connections closed at the end to finish closing (their books
+/// are settled by then: this only bounds the wait for the server's FIN).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 // Timer tags: the kind in the top bits, a slot index below.
 const KIND_SHIFT: u32 = 56;

@@ -2,13 +2,13 @@
 //! still in flight, and the shutdown of the loop.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use reactor::Context;
 
+use crate::tally::Ending;
 use crate::usage::Usage;
 
-use super::{DRAIN, Driver, Phase, TAG_DRAINED, TAG_END, TAG_TICK, TICK, Work};
+use super::{DRAIN, Driver, Phase, SHUTDOWN_GRACE, TAG_DRAINED, TAG_END, TAG_TICK, TICK, Work};
 
 impl Driver {
     /// Starts the run: the first connections, the tick, the end of the run.
@@ -74,7 +74,8 @@ impl Driver {
         }
     }
 
-    /// Stops sending; closes everything once the echoes in flight are back (or [`DRAIN`] passed).
+    /// Stops sending and starting connections; closes everything once the echoes in flight are back
+    /// (or [`DRAIN`] passed). Connects still under way are abandoned: they never carried a message.
     pub(super) fn end(&mut self, ctx: &mut Context<'_>) {
         if self.phase != Phase::Running {
             return;
@@ -82,29 +83,47 @@ impl Driver {
         self.measure_to.get_or_insert(ctx.now());
         self.read_usage_edges(ctx);
         self.phase = Phase::Draining;
-        if matches!(self.plan.work, Work::Echo { .. }) && self.in_flight() {
+        for slot in &self.slots {
+            if let (Some(conn), None) = (slot.conn, slot.opened_at) {
+                let _ = ctx.abort(conn);
+            }
+        }
+        if self.in_flight() {
             ctx.set_timer(DRAIN, TAG_DRAINED);
         } else {
             self.close_all(ctx);
         }
     }
 
-    /// [`DRAIN`] passed after the end: what has not come back by now is lost.
-    pub(super) fn drained(&mut self, ctx: &mut Context<'_>) {
-        for index in 0..self.slots.len() {
-            let s = &self.slots[index];
-            if s.is_open() && s.stream.outstanding() > 0 {
-                self.lost(index, &format!("not back within {DRAIN:?} after the run ended"));
-            }
+    /// While draining: once no echo is owed, closes everything.
+    pub(super) fn check_drained(&mut self, ctx: &mut Context<'_>) {
+        if self.phase == Phase::Draining && !self.in_flight() {
+            self.close_all(ctx);
         }
+    }
+
+    /// [`DRAIN`] passed after the end: what has not come back by now was in flight when the run ended.
+    pub(super) fn drained(&mut self, ctx: &mut Context<'_>) {
         self.close_all(ctx);
     }
 
-    /// Publishes the final counts and shuts the loop down.
+    /// Settles every connection still open as open at the end (what it still owed, in flight), closes
+    /// it — at once where echoes are owed, so that nothing waits on them — and shuts the loop down.
     pub(super) fn close_all(&mut self, ctx: &mut Context<'_>) {
         self.phase = Phase::Closing;
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let Some(conn) = slot.conn else { continue };
+            if slot.opened_at.is_none() {
+                let _ = ctx.abort(conn);
+                continue;
+            }
+            let owed = slot.stream.outstanding() > 0;
+            self.settle(index, Ending::RunEnd);
+            let _ = if owed { ctx.abort(conn) } else { ctx.close(conn) };
+        }
         self.publish();
-        ctx.shutdown(Duration::from_secs(2));
+        ctx.shutdown(SHUTDOWN_GRACE);
     }
 
     /// Stores the counts the progress line reads.
@@ -112,7 +131,7 @@ impl Driver {
         let c = &self.counters;
         c.open.store(self.open_now, Ordering::Relaxed);
         c.established.store(self.tally.established, Ordering::Relaxed);
-        c.messages.store(self.tally.messages + self.tally.cycles, Ordering::Relaxed);
+        c.messages.store(self.tally.messages, Ordering::Relaxed);
         c.errors.store(self.tally.errors.values().sum(), Ordering::Relaxed);
     }
 }

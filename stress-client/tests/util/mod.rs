@@ -167,3 +167,97 @@ pub fn run_with_fd_limit(limit: u32, args: &str) -> Run {
     command.arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_stress-client")).args(args.split_whitespace());
     run_within(command, Duration::from_secs(30))
 }
+
+/// The workspace's `echo-server` (reactor mode, one loop) on 127.0.0.1:0, built first if needed;
+/// killed when dropped.
+#[derive(Debug)]
+pub struct ReactorServer {
+    /// Where it listens, from its `listening on HOST:PORT` line.
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl ReactorServer {
+    /// Starts the server and waits for its first line.
+    pub fn start() -> ReactorServer {
+        ReactorServer::spawn(Command::new(echo_server()).args(["--addr", "127.0.0.1:0"]))
+    }
+
+    /// Starts the server under `ulimit -n nofile` (soft and hard), with `args` besides the address.
+    pub fn start_with_fd_limit(nofile: u32, args: &str) -> ReactorServer {
+        let script = format!("ulimit -n {nofile} && exec \"$0\" --addr 127.0.0.1:0 {args}");
+        ReactorServer::spawn(Command::new("sh").arg("-c").arg(script).arg(echo_server()))
+    }
+
+    fn spawn(command: &mut Command) -> ReactorServer {
+        let mut child = command
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start echo-server");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("first line");
+        let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
+        let addr = addr.unwrap_or_else(|| panic!("echo-server's first line is {line:?}"));
+        ReactorServer { addr, child }
+    }
+}
+
+impl Drop for ReactorServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `echo-server` binary of this profile, next to the client's, built once per test process (a
+/// build that has nothing to do takes a moment).
+fn echo_server() -> std::path::PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let client = std::path::Path::new(env!("CARGO_BIN_EXE_stress-client"));
+    let dir = client.parent().expect("the profile directory");
+    BUILT.call_once(|| {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", "echo-server"]);
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(build.status().expect("run cargo build").success(), "cargo build -p echo-server failed");
+    });
+    dir.join("echo-server")
+}
+
+/// Checks a report's books from its JSON, independently of the client's own check: every byte sent
+/// came back, was in flight at the end or was lost (and then named); one latency sample per message;
+/// every connection made ended one way.
+#[track_caller]
+pub fn assert_books(r: &serde_json::Value, label: &str) {
+    let n = |key: &str| r[key].as_u64().unwrap_or_else(|| panic!("{label}: no {key}: {r}"));
+    assert_eq!(
+        n("bytes_received") + n("bytes_in_flight_at_end") + n("bytes_lost"),
+        n("bytes_sent"),
+        "{label}: bytes do not balance: {r}"
+    );
+    assert_eq!(r["latency_us"]["count"].as_u64(), Some(n("messages")), "{label}: {r}");
+    assert_eq!(r["connect_us"]["count"].as_u64(), Some(n("established")), "{label}: {r}");
+    assert_eq!(
+        n("closed_by_client") + n("closed_by_server") + n("open_at_end"),
+        n("established"),
+        "{label}: connections do not balance: {r}"
+    );
+    assert!(n("messages") * n("message_size") <= n("bytes_received"), "{label}: {r}");
+    let losses = r["losses"].as_array().unwrap_or_else(|| panic!("{label}: no losses: {r}"));
+    let listed: u64 = losses.iter().map(|l| l["bytes"].as_u64().unwrap()).sum();
+    if n("losses_not_listed") == 0 {
+        assert_eq!(listed, n("bytes_lost"), "{label}: {r}");
+    }
+    for loss in losses {
+        assert!(loss["connection"].is_u64() && loss["offset"].is_u64(), "{label}: {loss}");
+        assert!(!loss["why"].as_str().unwrap().is_empty(), "{label}: a loss without a reason: {loss}");
+    }
+    let books = r["warnings"].as_array().unwrap().iter().filter(|w| w.as_str().unwrap().starts_with("books"));
+    assert_eq!(books.count(), 0, "{label}: {}", r["warnings"]);
+}
