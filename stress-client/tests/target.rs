@@ -31,7 +31,7 @@ fn a_target_given_by_name_is_resolved_and_the_address_used_is_reported() {
     let out = run(&format!("connect --target localhost:{port} --connections 2 --hold 0"));
     assert_eq!(out.code, Some(0), "{out:?}");
     let first = out.stdout.lines().next().unwrap_or_default();
-    assert_eq!(first, format!("connect against localhost:{port} at {} (reactor model)", server.addr));
+    assert_eq!(first, format!("connect against localhost:{port} at {}; client model: reactor", server.addr));
 }
 
 #[test]
