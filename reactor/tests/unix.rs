@@ -313,6 +313,5 @@ fn a_refused_unix_connect_is_an_error_at_once() {
     let path = dir.path("nobody.sock");
     let mut event_loop = EventLoop::new(Config::default(), Echo::default()).unwrap();
     let error = event_loop.context().connect_with(&ConnectOptions::unix(&path)).unwrap_err();
-    assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
-    assert!(error.to_string().contains("nobody.sock"), "{error}");
+    assert_eq!(error.raw_os_error(), Some(nix::libc::ENOENT), "{error}");
 }

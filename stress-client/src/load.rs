@@ -102,7 +102,11 @@ fn measure(
     // Before: the machine, its limits, and the counters the run will be compared with.
     let environment = Environment::capture();
     let sources = load.source_ips.clone().map(|s| s.0).unwrap_or_default();
-    let warnings = environment.warnings(connections, sources.len() as u64, u64::from(load.processes));
+    let mut warnings = environment.warnings(connections, sources.len() as u64, u64::from(load.processes));
+    if load.target.is_unix() {
+        // Unix connections use no ports and pass no firewall: only the descriptor warnings apply.
+        warnings.retain(|w| !w.contains("ephemeral ports") && !w.contains("nf_conntrack"));
+    }
     if load.child_index.is_none() {
         for warning in &warnings {
             eprintln!("warning: {warning}");
@@ -122,7 +126,7 @@ fn measure(
     let mut report = Report {
         command: command.to_owned(),
         target: load.target.to_string(),
-        target_addr: load.target.addr().to_string(),
+        target_addr: load.target.address().to_string(),
         model: if load.blocking { "blocking" } else { "reactor" }.to_owned(),
         connections_requested: connections,
         rate_requested: rate,
@@ -132,13 +136,14 @@ fn measure(
     report.fill(&combined.tally, combined.measured.as_secs_f64());
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
-    match hostinfo::tcp_states(load.target.port()) {
-        Ok(states) => {
+    match load.target.port().map(hostinfo::tcp_states) {
+        None => {}
+        Some(Ok(states)) => {
             report.sockets = states.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect()
         }
         // An empty table would read as "no sockets": say instead that this OS does not show them.
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => report.diagnosis.push(e.to_string()),
-        Err(_) => {}
+        Some(Err(e)) if e.kind() == io::ErrorKind::Unsupported => report.diagnosis.push(e.to_string()),
+        Some(Err(_)) => {}
     }
     report.environment = environment;
     Ok(report)
@@ -170,7 +175,7 @@ fn split(load: &LoadArgs, connections: u64, threads: u64, work: &Work, sources: 
                 *r *= fraction;
             }
             let plan = Plan {
-                target: load.target.addr(),
+                target: load.target.address(),
                 first_id: *first_id,
                 connections: n,
                 ramp: load.ramp.map(|r| r * fraction),

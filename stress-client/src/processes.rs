@@ -75,7 +75,7 @@ pub fn run(load: &LoadArgs, connections: u64, rate: Option<f64>) -> io::Result<V
         command.args(["--connections", &n.to_string(), "--id-offset", &offset.to_string()]);
         command.args(["--child-index", &i.to_string()]);
         // The address the parent chose, so that no child resolves the name again or picks another.
-        command.args(["--target", &load.target.addr().to_string()]);
+        command.args(["--target", &load.target.address().to_string()]);
         if let Some(rate) = rate {
             command.args(["--rate", &part_of(rate, n, connections).to_string()]);
         }

@@ -109,9 +109,9 @@ pub(crate) fn connect(core: &mut Core, options: &ConnectOptions) -> io::Result<K
                     format!("a local bind address does not apply to a Unix connection ({})", options.addr),
                 ));
             }
-            // Non-blocking; `WouldBlock` here means the listener's backlog is full.
-            let stream = UnixStream::connect(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {}: {e}", options.addr)))?;
+            // Non-blocking; `WouldBlock` here means the listener's backlog is full. The error is the
+            // kernel's own, errno and all (as for TCP), for callers that classify it.
+            let stream = UnixStream::connect(path)?;
             crate::sys::no_sigpipe(&stream);
             Stream::Unix(stream)
         }
