@@ -4,6 +4,9 @@
 //! - user-space instructions per echoed message: the slope of callgrind's instruction count between a
 //!   short and a long run, so that start-up and connection set-up drop out.
 //!
+//! The reactor is measured twice: over TCP loopback (`reactor`) and over a Unix domain socket
+//! (`reactor-unix`), the same echo server and workload on either kind of stream.
+//!
 //! Writes `target/bench-report/cost.json` and `cost.md`; prints a note and skips a figure when `strace`
 //! or `valgrind` is not installed.
 #![forbid(unsafe_code)]
@@ -37,35 +40,67 @@ fn main() {
         println!("note: valgrind is not installed: no instructions per message");
     }
     let mut results = BTreeMap::new();
+    let mut runs: Vec<Endpoint> = Vec::new();
     for &kind in &settings.servers {
         if let Err(note) = kind.available() {
             println!("note: skipping {}: {note}", kind.name());
             continue;
         }
+        runs.push(Endpoint { kind, unix: false });
+        if kind == ServerKind::Reactor {
+            runs.push(Endpoint { kind, unix: true });
+        }
+    }
+    for run in runs {
+        let name = run.name();
         let mut entry = serde_json::Map::new();
         if strace {
-            match syscalls_per_message(kind, traced_messages) {
+            match syscalls_per_message(run, traced_messages) {
                 Ok((per_message, breakdown)) => {
-                    println!("{:>10}: {per_message:.3} syscalls per echoed message", kind.name());
+                    println!("{name:>12}: {per_message:.3} syscalls per echoed message");
                     entry.insert("syscalls_per_msg".into(), json!(per_message));
                     entry.insert("syscalls_by_name_per_msg".into(), breakdown);
                 }
-                Err(e) => println!("note: {}: no syscall count: {e}", kind.name()),
+                Err(e) => println!("note: {name}: no syscall count: {e}"),
             }
         }
         if valgrind {
-            match instructions_per_message(kind, short, long) {
+            match instructions_per_message(run, short, long) {
                 Ok((slope, counts)) => {
-                    println!("{:>10}: {slope:.0} user-space instructions per echoed message", kind.name());
+                    println!("{name:>12}: {slope:.0} user-space instructions per echoed message");
                     entry.insert("instructions_per_msg".into(), json!(slope));
                     entry.insert("instructions_total".into(), counts);
                 }
-                Err(e) => println!("note: {}: no instruction count: {e}", kind.name()),
+                Err(e) => println!("note: {name}: no instruction count: {e}"),
             }
         }
-        results.insert(kind.name().to_string(), Value::Object(entry));
+        results.insert(name, Value::Object(entry));
     }
     write_reports(&results, traced_messages, (short, long));
+}
+
+/// A server and the kind of stream it is measured over.
+#[derive(Clone, Copy, Debug)]
+struct Endpoint {
+    kind: ServerKind,
+    /// Over a Unix domain socket instead of TCP loopback (the reactor only).
+    unix: bool,
+}
+
+impl Endpoint {
+    fn name(self) -> String {
+        if self.unix { format!("{}-unix", self.kind.name()) } else { self.kind.name().to_string() }
+    }
+
+    /// Starts the server behind `wrapper`, on a Unix socket of its own or on TCP loopback.
+    fn start(self, wrapper: &[String]) -> BenchResult<Server> {
+        if self.unix {
+            let path = std::env::temp_dir().join(format!("bench-echo-{}.sock", std::process::id()));
+            Server::start_unix(wrapper, &path)
+        } else {
+            Server::start_with(self.kind, wrapper, &[])
+        }
+    }
 }
 
 fn tool_present(tool: &str, arg: &str) -> bool {
@@ -78,11 +113,11 @@ fn tool_present(tool: &str, arg: &str) -> bool {
 }
 
 /// Attaches `strace -c -f` to a warmed-up server, times `messages` echoes, and divides.
-fn syscalls_per_message(kind: ServerKind, messages: u64) -> BenchResult<(f64, Value)> {
-    let server = Server::start(kind)?;
-    let mut client = EchoClient::connect(server.addr, CONNECTIONS)?;
+fn syscalls_per_message(run: Endpoint, messages: u64) -> BenchResult<(f64, Value)> {
+    let server = run.start(&[])?;
+    let mut client = EchoClient::connect_to(&server, CONNECTIONS)?;
     client.run(2_000, SIZE, 1)?;
-    let out = report_dir().join(format!("strace-{}.txt", kind.name()));
+    let out = report_dir().join(format!("strace-{}.txt", run.name()));
     let mut strace = Command::new("strace")
         .args(["-c", "-f", "-p", &server.pid().to_string(), "-o"])
         .arg(&out)
@@ -141,25 +176,25 @@ fn parse_strace_summary(text: &str) -> BTreeMap<String, u64> {
 }
 
 /// Runs the server under callgrind twice (`short` and `long` messages) and returns the slope.
-fn instructions_per_message(kind: ServerKind, short: u64, long: u64) -> BenchResult<(f64, Value)> {
-    let a = instructions(kind, short)?;
-    let b = instructions(kind, long)?;
+fn instructions_per_message(run: Endpoint, short: u64, long: u64) -> BenchResult<(f64, Value)> {
+    let a = instructions(run, short)?;
+    let b = instructions(run, long)?;
     let slope = (b as f64 - a as f64) / (long - short) as f64;
     Ok((slope, json!({ short.to_string(): a, long.to_string(): b })))
 }
 
 /// Total user-space instructions of one server process that echoed `messages` messages.
-fn instructions(kind: ServerKind, messages: u64) -> BenchResult<u64> {
-    let out = report_dir().join(format!("callgrind-{}-{messages}.out", kind.name()));
+fn instructions(run: Endpoint, messages: u64) -> BenchResult<u64> {
+    let out = report_dir().join(format!("callgrind-{}-{messages}.out", run.name()));
     let wrapper = vec![
         "valgrind".to_string(),
         "--tool=callgrind".to_string(),
         format!("--callgrind-out-file={}", out.display()),
     ];
     let _ = std::fs::remove_file(&out);
-    let server = Server::start_with(kind, &wrapper, &[])?;
+    let server = run.start(&wrapper)?;
     {
-        let mut client = EchoClient::connect(server.addr, CONNECTIONS)?;
+        let mut client = EchoClient::connect_to(&server, CONNECTIONS)?;
         client.run(messages, SIZE, 1)?;
     }
     // Callgrind writes its counts when the process ends, by exit or by SIGTERM.

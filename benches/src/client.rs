@@ -5,9 +5,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::BenchResult;
@@ -27,26 +28,76 @@ pub struct EchoClient {
 
 #[derive(Debug)]
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes written and read in the current run, and the run's total for this connection.
     sent: u64,
     received: u64,
     goal: u64,
 }
 
+/// A client connection over TCP or a Unix socket.
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(data),
+            Stream::Unix(s) => s.write(data),
+        }
+    }
+
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buffer),
+            Stream::Unix(s) => s.read(buffer),
+        }
+    }
+}
+
 impl EchoClient {
     /// Opens `count` connections to `addr` with TCP_NODELAY.
     pub fn connect(addr: SocketAddr, count: usize) -> BenchResult<EchoClient> {
-        let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
-        let mut conns = Vec::with_capacity(count);
-        for i in 0..count {
+        EchoClient::open(count, |i| {
             let std = StdStream::connect_timeout(&addr, Duration::from_secs(5))
                 .map_err(|e| format!("connection {i} to {addr}: {e}"))?;
             std.set_nodelay(true).and_then(|()| std.set_nonblocking(true)).map_err(|e| e.to_string())?;
-            let mut stream = TcpStream::from_std(std);
-            poll.registry()
-                .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)
-                .map_err(|e| format!("register: {e}"))?;
+            Ok(Stream::Tcp(TcpStream::from_std(std)))
+        })
+    }
+
+    /// Opens `count` connections to the Unix socket at `path`.
+    pub fn connect_unix(path: &Path, count: usize) -> BenchResult<EchoClient> {
+        EchoClient::open(count, |i| {
+            let std = std::os::unix::net::UnixStream::connect(path)
+                .map_err(|e| format!("connection {i} to unix:{}: {e}", path.display()))?;
+            std.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Ok(Stream::Unix(UnixStream::from_std(std)))
+        })
+    }
+
+    /// Opens `count` connections to `server`, over TCP or its Unix socket.
+    pub fn connect_to(server: &crate::Server, count: usize) -> BenchResult<EchoClient> {
+        match &server.unix {
+            Some(path) => EchoClient::connect_unix(path, count),
+            None => EchoClient::connect(server.addr, count),
+        }
+    }
+
+    fn open(count: usize, mut connect: impl FnMut(usize) -> BenchResult<Stream>) -> BenchResult<EchoClient> {
+        let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
+        let mut conns = Vec::with_capacity(count);
+        for i in 0..count {
+            let mut stream = connect(i)?;
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            match &mut stream {
+                Stream::Tcp(s) => poll.registry().register(s, Token(i), interest),
+                Stream::Unix(s) => poll.registry().register(s, Token(i), interest),
+            }
+            .map_err(|e| format!("register: {e}"))?;
             conns.push(Conn { stream, sent: 0, received: 0, goal: 0 });
         }
         Ok(EchoClient {

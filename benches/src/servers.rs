@@ -198,8 +198,11 @@ fn yardstick() -> BenchResult<PathBuf> {
 pub struct Server {
     /// What it is.
     pub kind: ServerKind,
-    /// Where it listens, from its `listening on HOST:PORT` line.
+    /// Where it listens, from its `listening on HOST:PORT` line; the unspecified address `0.0.0.0:0`
+    /// for a server on a Unix socket (see [`unix`](Self::unix)).
     pub addr: SocketAddr,
+    /// The Unix socket it listens on, from its `listening on unix:PATH` line.
+    pub unix: Option<PathBuf>,
     child: Child,
 }
 
@@ -209,10 +212,32 @@ impl Server {
         Server::start_with(kind, &[], &[])
     }
 
+    /// Starts the reactor's echo server on the Unix socket `path` (removed first if left over), behind
+    /// `wrapper`, pinned to the server core.
+    pub fn start_unix(wrapper: &[String], path: &Path) -> BenchResult<Server> {
+        let _ = std::fs::remove_file(path);
+        Server::launch(ServerKind::Reactor, wrapper, &[], Some(&format!("unix:{}", path.display())))
+    }
+
     /// Starts `kind` with `extra` arguments, behind `wrapper` (e.g. `valgrind --tool=callgrind`), pinned
     /// to the server core. Waits up to a minute for the first line (valgrind starts slowly).
     pub fn start_with(kind: ServerKind, wrapper: &[String], extra: &[&str]) -> BenchResult<Server> {
+        Server::launch(kind, wrapper, extra, None)
+    }
+
+    /// [`start_with`](Self::start_with), listening on `listen` instead of the kind's own address.
+    fn launch(
+        kind: ServerKind,
+        wrapper: &[String],
+        extra: &[&str],
+        listen: Option<&str>,
+    ) -> BenchResult<Server> {
         let (program, mut args) = kind.command_line()?;
+        if let Some(listen) = listen {
+            let at =
+                args.iter().position(|a| a == "--addr").ok_or(format!("{} takes no --addr", kind.name()))?;
+            args[at + 1] = listen.to_owned();
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut command = if crate::pin::taskset_available() {
             let mut c = Command::new("taskset");
@@ -232,8 +257,8 @@ impl Server {
         let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         match first_line(stdout, Duration::from_secs(60)) {
-            Some(line) => match line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok()) {
-                Some(addr) => Ok(Server { kind, addr, child }),
+            Some(line) => match line.trim().strip_prefix("listening on ").and_then(parse_listening) {
+                Some((addr, unix)) => Ok(Server { kind, addr, unix, child }),
                 None => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -283,6 +308,14 @@ impl Drop for Server {
         if let Ok(None) = self.child.try_wait() {
             self.terminate(Duration::from_secs(5));
         }
+    }
+}
+
+/// The address in a `listening on` line: `HOST:PORT`, or `unix:PATH` (with the unspecified address).
+fn parse_listening(text: &str) -> Option<(SocketAddr, Option<PathBuf>)> {
+    match text.strip_prefix("unix:") {
+        Some(path) => Some((SocketAddr::from(([0, 0, 0, 0], 0)), Some(PathBuf::from(path)))),
+        None => text.parse().ok().map(|addr| (addr, None)),
     }
 }
 

@@ -33,14 +33,14 @@ pub fn serve(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     // Signal handlers before the listening line, as in the reactor mode.
     let (events, waiting) = mpsc::channel();
     crate::signals::forward_to(events.clone())?;
-    let addr = cli.addr.tcp();
+    let addr = cli.addr.tcp()?;
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
     socket.listen(i32::try_from(cli.backlog).unwrap_or(i32::MAX))?;
     let listener: TcpListener = socket.into();
     let addr = listener.local_addr()?;
-    served::print_listening(addr)?;
+    served::print_listening(&addr)?;
     info!("blocking mode on {addr}: one thread per connection, backlog {}", cli.backlog);
 
     if !cli.pause_accept {

@@ -9,14 +9,16 @@ use crate::listen_addr::ListenAddr;
 
 /// Echo server: the reactor and the blocking thread-per-connection model, side by side.
 ///
-/// Prints `listening on HOST:PORT` as its first line on stdout once it accepts connections. Logs go to
-/// stderr (RUST_LOG=debug for every connection).
+/// Prints `listening on HOST:PORT` (or `listening on unix:PATH`) as its first line on stdout once it
+/// accepts connections. Logs go to stderr (RUST_LOG=debug for every connection).
 #[derive(Clone, Debug, Parser)]
 #[command(version)]
 pub struct Cli {
     /// Address to listen on, or a name (the first address it resolves to); port 0 picks a free port
-    /// (printed on the first line).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7878", value_parser = ListenAddr::parse)]
+    /// (printed on the first line). `unix:PATH` serves a Unix domain socket with one event loop (not
+    /// with --threads, --workers, --udp or --mode blocking): a stale socket file at PATH is replaced,
+    /// one a server answers on is refused as in use, and the file is removed on exit.
+    #[arg(long, value_name = "HOST:PORT|unix:PATH", default_value = "127.0.0.1:7878", value_parser = ListenAddr::parse)]
     pub addr: ListenAddr,
 
     /// Length of the kernel's accept queue, passed to listen(2) (capped by net.core.somaxconn).
@@ -95,13 +97,32 @@ impl Cli {
     /// What is wrong with this combination of flags, if anything. These depend on the value of `--mode`,
     /// which clap's `conflicts_with` (by presence of a flag) cannot express.
     fn conflict(&self) -> Option<&'static str> {
-        if self.mode != Mode::Blocking {
+        if matches!(self.addr, ListenAddr::Unix(_)) {
+            self.unix_conflict()
+        } else if self.mode != Mode::Blocking {
             None
         } else if self.udp {
             Some("'--udp' cannot be used with '--mode blocking': datagrams are served by the reactor")
         } else if self.threads > 1 || self.workers > 1 {
             Some(
                 "'--threads' and '--workers' cannot be used with '--mode blocking', which runs a thread per peer",
+            )
+        } else {
+            None
+        }
+    }
+
+    /// What a Unix socket address cannot be served with: one loop of the reactor serves it.
+    fn unix_conflict(&self) -> Option<&'static str> {
+        if self.mode == Mode::Blocking {
+            Some(
+                "'--addr unix:PATH' cannot be used with '--mode blocking': Unix sockets are served by the reactor",
+            )
+        } else if self.udp {
+            Some("'--addr unix:PATH' cannot be used with '--udp': datagrams are served over IP")
+        } else if self.threads > 1 || self.workers > 1 {
+            Some(
+                "'--addr unix:PATH' cannot be used with '--threads' or '--workers': one loop serves a Unix socket",
             )
         } else {
             None

@@ -12,6 +12,7 @@ use log::info;
 use reactor::{Config, ConnId, Context, EventLoop, Handle, Handler, ListenerOptions, Next, UdpId};
 
 use crate::cli::Cli;
+use crate::listen_addr::ListenAddr;
 use crate::served::{self, Event};
 use crate::supervisor::Supervisor;
 
@@ -57,12 +58,22 @@ fn open_loops(cli: &Cli) -> Result<Vec<EventLoop<Echo>>, Box<dyn Error>> {
         raise_fd_limit: false,
         ..Config::default()
     };
+    if let ListenAddr::Unix(_) = cli.addr {
+        // One loop (the command line refuses more), no UDP: the listener owns the socket file, removed
+        // when the loop is dropped at exit.
+        let mut event_loop = EventLoop::new(config, Echo)?;
+        let options = ListenerOptions::at(cli.addr.reactor()).backlog(cli.backlog).paused(cli.pause_accept);
+        let (_, addr) = event_loop.listen_at(&options)?;
+        served::print_listening(&addr)?;
+        info!("1 event loop on {addr}, backlog {}", cli.backlog);
+        return Ok(vec![event_loop]);
+    }
     let reuse_port = threads > 1 || cli.worker_of.is_some();
     if reuse_port && cli.worker_of.is_none() {
         // A worker joins the group its supervisor checked; the others in it make the check fail.
-        crate::port::check_unserved(cli.addr.tcp())?;
+        crate::port::check_unserved(cli.addr.tcp()?)?;
     }
-    let mut addr = cli.addr.tcp();
+    let mut addr = cli.addr.tcp()?;
     let mut loops = Vec::with_capacity(threads);
     for _ in 0..threads {
         let mut event_loop = EventLoop::new(config.clone(), Echo)?;
@@ -72,7 +83,7 @@ fn open_loops(cli: &Cli) -> Result<Vec<EventLoop<Echo>>, Box<dyn Error>> {
         addr = event_loop.listen(&options)?.1;
         loops.push(event_loop);
     }
-    served::print_listening(addr)?;
+    served::print_listening(&addr)?;
     if cli.udp {
         let mut ctx = loops[0].context();
         let socket = ctx.bind_udp(addr)?;
@@ -90,6 +101,9 @@ pub fn start(loops: Vec<EventLoop<Echo>>, events: &Sender<Event>) -> io::Result<
         let events = events.clone();
         std::thread::Builder::new().name(format!("loop-{index}")).spawn(move || {
             let result = event_loop.run();
+            // Dropped before reporting, so that a Unix listener's socket file is gone before the main
+            // thread, told that every loop ended, exits.
+            drop(event_loop);
             let _ = events.send(Event::Ended { index, result });
         })?;
     }

@@ -1,25 +1,36 @@
-//! `--addr`: where the server listens, as an address (`127.0.0.1:7878`, `[::1]:7878`) or a name
-//! (`localhost:7878`).
+//! `--addr`: where the server listens, as an address (`127.0.0.1:7878`, `[::1]:7878`), a name
+//! (`localhost:7878`) or a Unix socket path (`unix:/run/echo.sock`).
 //!
 //! A name is resolved once, while the command line is parsed, so that one that does not resolve is a
 //! usage error (exit 2) naming it. A server listens on one address: of several that a name resolves to
 //! (`localhost` may give `::1` and `127.0.0.1`), the first, which the listening line then shows.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 
 /// Where the server listens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListenAddr {
     /// A TCP address: as given, or the first one its name resolved to.
     Tcp(SocketAddr),
+    /// A Unix domain socket at this path.
+    Unix(PathBuf),
 }
 
 /// How an address is written, for error messages.
-const FORM: &str = "expected HOST:PORT (127.0.0.1:7878, [::1]:7878 or localhost:7878)";
+const FORM: &str = "expected HOST:PORT (127.0.0.1:7878, [::1]:7878 or localhost:7878) or unix:PATH";
 
 impl ListenAddr {
-    /// Parses `ADDRESS:PORT` or resolves `NAME:PORT`; clap's value parser for `--addr`.
+    /// Parses `ADDRESS:PORT` or `unix:PATH`, or resolves `NAME:PORT`; clap's value parser for `--addr`.
     pub fn parse(text: &str) -> Result<ListenAddr, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!(
+                    "invalid socket address {text:?}: unix: needs a path, as in unix:/tmp/echo.sock"
+                ));
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
         if let Ok(addr) = text.parse::<SocketAddr>() {
             return Ok(ListenAddr::Tcp(addr));
         }
@@ -41,10 +52,23 @@ impl ListenAddr {
         }
     }
 
-    /// The TCP address to bind.
-    pub fn tcp(self) -> SocketAddr {
+    /// The TCP address to bind, for the modes that serve TCP only (the command line refuses them with
+    /// a Unix address first; this says so again rather than guess an address).
+    pub fn tcp(&self) -> std::io::Result<SocketAddr> {
         match self {
-            ListenAddr::Tcp(addr) => addr,
+            ListenAddr::Tcp(addr) => Ok(*addr),
+            ListenAddr::Unix(path) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("unix:{}: this mode serves TCP only", path.display()),
+            )),
+        }
+    }
+
+    /// The address for the reactor's listener.
+    pub fn reactor(&self) -> reactor::Address {
+        match self {
+            ListenAddr::Tcp(addr) => reactor::Address::Ip(*addr),
+            ListenAddr::Unix(path) => reactor::Address::Unix(path.clone()),
         }
     }
 }
@@ -55,7 +79,8 @@ mod tests {
 
     #[test]
     fn addresses_and_names_parse() {
-        let tcp = |text| ListenAddr::parse(text).map(ListenAddr::tcp);
+        let tcp = |text| ListenAddr::parse(text).map(|a| a.tcp().unwrap());
+        assert_eq!(ListenAddr::parse("unix:/tmp/e.sock"), Ok(ListenAddr::Unix("/tmp/e.sock".into())));
         assert_eq!(tcp("127.0.0.1:0"), Ok("127.0.0.1:0".parse().unwrap()));
         assert_eq!(tcp("[::1]:7878"), Ok("[::1]:7878".parse().unwrap()));
         let local = tcp("localhost:7878").unwrap();
@@ -68,5 +93,6 @@ mod tests {
         assert!(error("no-such-host.invalid:1").starts_with("cannot resolve no-such-host.invalid: "));
         assert!(error("localhost:port").starts_with("invalid socket address"));
         assert!(error("7878").contains("expected HOST:PORT"));
+        assert!(error("unix:").contains("needs a path"));
     }
 }

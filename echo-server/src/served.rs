@@ -22,7 +22,7 @@ pub enum Event {
 }
 
 /// Prints the line scripts wait for, once per address, and flushes it.
-pub fn print_listening(addr: SocketAddr) -> io::Result<()> {
+pub fn print_listening(addr: &dyn std::fmt::Display) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {addr}")?;
     stdout.flush()

@@ -24,7 +24,7 @@ use crate::served::{self, SHUTDOWN_GRACE};
 pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
     // Signals first, so that none is missed while workers start.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD])?;
-    let addr = reserve_port(cli.addr.tcp())?;
+    let addr = reserve_port(cli.addr.tcp()?)?;
     let mut workers = Vec::with_capacity(cli.workers as usize);
     let mut udp = None;
     for index in 0..cli.workers {
@@ -41,7 +41,7 @@ pub fn supervise(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         }
     }
     // The same lines, in the same order, as one process prints.
-    served::print_listening(addr)?;
+    served::print_listening(&addr)?;
     if let Some(udp) = udp {
         served::print_listening_udp(udp)?;
     }

@@ -40,6 +40,9 @@ impl DescName for nix::errno::Errno {
             EPERM => "EPERM",
             EACCES => "EACCES",
             EINVAL => "EINVAL",
+            // A Unix socket path with nothing at it, and one that is not a socket.
+            ENOENT => "ENOENT",
+            ENOTSOCK => "ENOTSOCK",
             _ => "OTHER",
         }
     }

@@ -13,7 +13,7 @@ use crate::listener::ListenerOptions;
 use crate::stats::Counters;
 use crate::timer::TimerKind;
 use crate::token::Key;
-use crate::{ConnId, ListenerId, SocketId, SourceId, TimerId, UdpId};
+use crate::{Address, ConnId, ListenerId, SocketId, SourceId, TimerId, UdpId};
 
 /// The loop, as seen from inside a [`Handler`](crate::Handler) callback.
 ///
@@ -78,13 +78,21 @@ impl Context<'_> {
         Ok(self.core.live_connection(conn)?.output.len())
     }
 
-    /// The peer's address.
+    /// The peer's IP address. A Unix connection has none: `Unsupported`, ask
+    /// [`peer_address`](Self::peer_address).
     pub fn peer_addr(&mut self, conn: ConnId) -> io::Result<SocketAddr> {
-        self.core.live_connection(conn)?.stream.peer_addr()
+        ip_only(self.peer_address(conn)?, conn)
     }
 
-    /// The address of our end of a connection, of a listener (with the real port when it was bound to
-    /// port 0) or of a UDP socket.
+    /// The peer's address, TCP or Unix. The client end of a Unix connection is usually unnamed
+    /// ([`Address::UnixUnnamed`]); the server end of one we connected is the listener's path.
+    pub fn peer_address(&mut self, conn: ConnId) -> io::Result<Address> {
+        self.core.live_connection(conn)?.stream.peer_address()
+    }
+
+    /// The IP address of our end of a connection, of a listener (with the real port when it was bound
+    /// to port 0) or of a UDP socket. A Unix socket has none: `Unsupported`, ask
+    /// [`local_address`](Self::local_address).
     ///
     /// ```
     /// use reactor::{Config, ConnId, Context, EventLoop, Handler, ListenerOptions, Next};
@@ -102,19 +110,26 @@ impl Context<'_> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn local_addr(&mut self, id: impl SocketId) -> io::Result<SocketAddr> {
+        ip_only(self.local_address(id)?, id)
+    }
+
+    /// The address of our end of a connection, of a listener or of a UDP socket, TCP or Unix: a Unix
+    /// listener answers with its path.
+    pub fn local_address(&mut self, id: impl SocketId) -> io::Result<Address> {
         let key = Key::from_token(id.token());
         if let Some(conn) = self.core.connection(key).filter(|c| !c.state.is_closed()) {
-            conn.stream.local_addr()
+            conn.stream.local_address()
         } else if let Some(listener) = self.core.listener(key) {
-            listener.local_addr()
+            listener.local_address()
         } else if let Some(datagram) = self.core.datagram(key) {
-            datagram.socket.local_addr()
+            datagram.socket.local_addr().map(Address::Ip)
         } else {
             Err(id.gone())
         }
     }
 
-    /// Connects to `addr` without blocking, with TCP_NODELAY. See [`connect_with`](Self::connect_with).
+    /// Connects to `addr` over TCP without blocking, with TCP_NODELAY (a Unix socket:
+    /// [`ConnectOptions::unix`]). See [`connect_with`](Self::connect_with).
     ///
     /// ```
     /// use reactor::{CloseReason, Config, ConnId, Context, EventLoop, Handler, Next, Origin};
@@ -159,8 +174,9 @@ impl Context<'_> {
         self.connect_with(&ConnectOptions::new(addr))
     }
 
-    /// Starts a non-blocking connect. Errors the kernel reports at once (EMFILE, EADDRNOTAVAIL,
-    /// ENETUNREACH) are returned here; otherwise the outcome arrives later as
+    /// Starts a non-blocking connect, TCP or Unix. Errors the kernel reports at once (EMFILE,
+    /// EADDRNOTAVAIL, ENETUNREACH; for a Unix socket ENOENT, ECONNREFUSED, and `WouldBlock` when its
+    /// listener's backlog is full) are returned here; otherwise the outcome arrives later as
     /// [`on_open`](crate::Handler::on_open) with [`Origin::Connected`](crate::Origin::Connected), or as
     /// [`on_close`](crate::Handler::on_close) with [`CloseKind::ConnectFailed`](crate::CloseKind::ConnectFailed). Data sent before the
     /// connect completes is queued. [`Config::idle_timeout`](crate::Config::idle_timeout) bounds how long
@@ -169,7 +185,8 @@ impl Context<'_> {
         crate::connection::connect(self.core, options).map(ConnId)
     }
 
-    /// Opens a listener; accepted connections arrive as [`on_open`](crate::Handler::on_open).
+    /// Opens a listener, TCP or Unix; accepted connections arrive as
+    /// [`on_open`](crate::Handler::on_open).
     pub fn listen(&mut self, options: &ListenerOptions) -> io::Result<ListenerId> {
         crate::listener::open(self.core, options).map(ListenerId)
     }
@@ -319,6 +336,18 @@ impl Context<'_> {
     pub fn connections(&self) -> usize {
         self.core.counters().active as usize
     }
+}
+
+/// The IP address in `addr`, or `Unsupported` naming the Unix socket `id` is.
+fn ip_only(addr: Address, id: impl std::fmt::Display) -> io::Result<SocketAddr> {
+    addr.ip().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "{id} is a Unix socket ({addr}), which has no IP address: ask local_address or peer_address"
+            ),
+        )
+    })
 }
 
 impl std::fmt::Debug for Context<'_> {

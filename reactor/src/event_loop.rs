@@ -21,7 +21,7 @@ use crate::handler::{CloseKind, CloseReason};
 use crate::stats::Stats;
 use crate::timer::TimerKind;
 use crate::token::{Key, WAKER};
-use crate::{Config, Context, Counters, Handler, ListenerId, ListenerOptions, SourceId, TimerId};
+use crate::{Address, Config, Context, Counters, Handler, ListenerId, ListenerOptions, SourceId, TimerId};
 use crate::{datagram, listener};
 
 /// A readiness-driven event loop on one thread, driving every socket it owns through a [`Handler`].
@@ -78,11 +78,29 @@ impl<H: Handler> EventLoop<H> {
         Ok(EventLoop { poll, events, core, handler, read_buffer, requests, messages, handle, stats })
     }
 
-    /// Opens a listener and returns its id and bound address (the real port when asked for port 0).
+    /// Opens a TCP listener and returns its id and bound address (the real port when asked for port
+    /// 0). A Unix listener has no IP address: it is refused here with `InvalidInput`, before anything
+    /// is opened; open it with [`listen_at`](Self::listen_at) or [`Context::listen`].
     pub fn listen(&mut self, options: &ListenerOptions) -> io::Result<(ListenerId, SocketAddr)> {
+        if options.addr.is_unix() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a Unix socket, which has no IP address: open it with listen_at", options.addr),
+            ));
+        }
+        let (id, addr) = self.listen_at(options)?;
+        let addr = addr
+            .ip()
+            .ok_or_else(|| io::Error::other(format!("{id} is bound to {addr}, not an IP address")))?;
+        Ok((id, addr))
+    }
+
+    /// Opens a listener, TCP or Unix, and returns its id and bound address (the real port when asked
+    /// for port 0; a Unix listener's path).
+    pub fn listen_at(&mut self, options: &ListenerOptions) -> io::Result<(ListenerId, Address)> {
         let mut ctx = self.context();
         let id = ctx.listen(options)?;
-        let addr = ctx.local_addr(id)?;
+        let addr = ctx.local_address(id)?;
         Ok((id, addr))
     }
 

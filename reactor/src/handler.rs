@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use mio::event::Event;
 
-use crate::{ConnId, Context, ListenerId, SourceId, TimerId, UdpId};
+use crate::{Address, ConnId, Context, ListenerId, SourceId, TimerId, UdpId};
 
 /// The application's side of the loop. Only [`on_data`](Handler::on_data) is required; every other
 /// callback has a sensible default.
@@ -297,21 +297,33 @@ impl CloseKind {
     }
 }
 
-/// Where to connect and how, for [`Context::connect_with`].
+/// Where to connect and how, for [`Context::connect_with`]: over TCP, or to a Unix socket path
+/// ([`ConnectOptions::unix`]).
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
-    /// The peer.
-    pub addr: SocketAddr,
+    /// The peer: an IP socket address or a Unix socket path.
+    pub addr: Address,
     /// Bind to this local address first (port 0 lets the kernel choose the port at connect time, so many
-    /// source addresses can each use the whole ephemeral range).
+    /// source addresses can each use the whole ephemeral range). TCP only: a Unix connect with a bind
+    /// address is refused with `InvalidInput`.
     pub bind: Option<SocketAddr>,
-    /// Set TCP_NODELAY once connected.
+    /// Set TCP_NODELAY once connected (TCP only).
     pub nodelay: bool,
 }
 
 impl ConnectOptions {
     /// Connect to `addr` from any local address, with TCP_NODELAY.
     pub fn new(addr: SocketAddr) -> ConnectOptions {
+        ConnectOptions::to(Address::Ip(addr))
+    }
+
+    /// Connect to the Unix domain socket at `path`.
+    pub fn unix(path: impl Into<std::path::PathBuf>) -> ConnectOptions {
+        ConnectOptions::to(Address::Unix(path.into()))
+    }
+
+    /// Connect to `addr`, TCP or Unix, with the defaults of [`new`](Self::new).
+    pub fn to(addr: Address) -> ConnectOptions {
         ConnectOptions { addr, bind: None, nodelay: true }
     }
 }

@@ -6,7 +6,9 @@
 //! threads, not sockets, become the limit.
 //!
 //! This crate takes the other road. Every socket is non-blocking and registered with one poller (epoll on
-//! Linux, kqueue on BSD and macOS). The loop waits once for *any* socket to become ready, then does exactly
+//! Linux, kqueue on BSD and macOS). Streams are TCP or Unix domain sockets
+//! ([`ListenerOptions::unix`], [`ConnectOptions::unix`]): both go through the same code, with the
+//! same callbacks and guarantees. The loop waits once for *any* socket to become ready, then does exactly
 //! the I/O that will not block — accept until `WouldBlock`, read until the socket is drained, write what
 //! the socket takes — and goes back to waiting. One thread holds tens of thousands of peers; an idle peer
 //! costs a table entry and its kernel socket, no heap buffer.
@@ -44,8 +46,9 @@
 //! |---|---|
 //! | `event_loop.rs` | the turn and its phases: poll, route each event, the ready list, requests from other threads, timers, shutdown |
 //! | `core.rs` | the entry table (listeners, connections, UDP sockets, the application's sources) and every counter that follows an insert or a removal |
-//! | `connection/` | one TCP stream's whole life: `read.rs` (readiness, reads, EOF, connect completion), `write.rs` (send, queue, flush, half-close, close), `state.rs` (its state as one typed value), `mod.rs` (open, idle timeout, close, with the state diagram) |
+//! | `connection/` | one stream's whole life, TCP or Unix: `read.rs` (readiness, reads, EOF, connect completion), `write.rs` (send, queue, flush, half-close, close), `state.rs` (its state as one typed value), `mod.rs` (open, idle timeout, close, with the state diagram) |
 //! | `listener.rs` | bind and listen, accept until `WouldBlock`, admission at `max_connections`, the EMFILE back-off |
+//! | `stream.rs`, `unix_path.rs`, `address.rs` | TCP and Unix sockets behind one type each (`Stream`, `ListenSocket`); a Unix listener's socket file (stale ones replaced, ours removed); the public [`Address`] |
 //! | `datagram.rs` | UDP sockets |
 //! | `handler.rs`, `context.rs` | the API: what the loop tells the application, and what a callback may ask |
 //! | `timer.rs`, `token.rs`, `output.rs`, `stats.rs`, `config.rs`, `handle.rs` | timers, generation-tagged ids, the bounded output queue, counters, settings, the cross-thread handle |
@@ -104,6 +107,7 @@
 #![warn(missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+mod address;
 mod config;
 mod connection;
 mod context;
@@ -116,10 +120,13 @@ mod io_util;
 mod listener;
 mod output;
 mod stats;
+mod stream;
 mod sys;
 mod timer;
 mod token;
+mod unix_path;
 
+pub use address::{Address, AddressParseError};
 pub use config::{Config, ConfigError};
 pub use context::Context;
 pub use event_loop::{EventLoop, Turn};

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mio::Interest;
@@ -25,11 +26,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::core::{Core, Entry};
 use crate::stats::AcceptErrorKind;
+use crate::stream::{ListenSocket, Stream};
 use crate::timer::TimerKind;
 use crate::token::Key;
-use crate::{ConfigError, Handler};
+use crate::{Address, ConfigError, Handler};
 
-/// How to open a listening socket, for [`Context::listen`](crate::Context::listen) and
+/// How to open a listening socket, TCP or Unix, for [`Context::listen`](crate::Context::listen) and
 /// [`EventLoop::listen`](crate::EventLoop::listen).
 ///
 /// ```
@@ -37,10 +39,15 @@ use crate::{ConfigError, Handler};
 /// let socket = options.bind().unwrap();
 /// assert_ne!(socket.local_addr().unwrap().port(), 0);
 /// ```
+///
+/// A Unix listener ([`ListenerOptions::unix`]) removes a stale socket file at its path (one nobody
+/// answers on), refuses with `AddrInUse` naming the path when a server answers there, and removes its
+/// own socket file when it is closed or the loop is dropped. The TCP settings (`reuse_addr`,
+/// `reuse_port`, `nodelay`) do not apply to it.
 #[derive(Clone, Debug)]
 pub struct ListenerOptions {
-    /// Address to bind; port 0 lets the kernel pick one.
-    pub addr: SocketAddr,
+    /// Address to bind: an IP socket address (port 0 lets the kernel pick one) or a Unix socket path.
+    pub addr: Address,
     /// The value passed to `listen(2)`: how many completed connections the kernel queues for us while we
     /// are not accepting. Linux caps it at `net.core.somaxconn`.
     pub backlog: u32,
@@ -57,8 +64,18 @@ pub struct ListenerOptions {
 }
 
 impl ListenerOptions {
-    /// Defaults: backlog 1024, SO_REUSEADDR and TCP_NODELAY on, SO_REUSEPORT off.
+    /// A TCP listener. Defaults: backlog 1024, SO_REUSEADDR and TCP_NODELAY on, SO_REUSEPORT off.
     pub fn new(addr: SocketAddr) -> ListenerOptions {
+        ListenerOptions::at(Address::Ip(addr))
+    }
+
+    /// A Unix domain socket listener at `path`, backlog 1024.
+    pub fn unix(path: impl Into<PathBuf>) -> ListenerOptions {
+        ListenerOptions::at(Address::Unix(path.into()))
+    }
+
+    /// A listener at `addr`, TCP or Unix, with the defaults of [`new`](Self::new).
+    pub fn at(addr: Address) -> ListenerOptions {
         ListenerOptions {
             addr,
             backlog: 1024,
@@ -93,22 +110,47 @@ impl ListenerOptions {
         self
     }
 
-    /// Creates the non-blocking listening socket. Errors name the address (for example "address in
-    /// use").
+    /// Creates the non-blocking TCP listening socket. Errors name the address (for example "address
+    /// in use"); a Unix address is `InvalidInput` here (a Unix listener opens through
+    /// [`Context::listen`](crate::Context::listen), which owns its socket file).
     pub fn bind(&self) -> io::Result<TcpListener> {
-        if self.backlog == 0 {
-            return Err(ConfigError::ZeroBacklog.into());
-        }
-        let socket = Socket::new(Domain::for_address(self.addr), Type::STREAM, Some(Protocol::TCP))?;
+        let Address::Ip(addr) = self.addr else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("ListenerOptions::bind makes TCP listeners; open {} with Context::listen", self.addr),
+            ));
+        };
+        let backlog = self.checked_backlog()?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(self.reuse_addr)?;
         if self.reuse_port {
             socket.set_reuse_port(true)?;
         }
         socket.set_nonblocking(true)?;
-        socket.bind(&self.addr.into()).map_err(|e| annotate(e, "bind", self.addr))?;
-        let backlog = i32::try_from(self.backlog).unwrap_or(i32::MAX);
-        socket.listen(backlog).map_err(|e| annotate(e, "listen on", self.addr))?;
+        socket.bind(&addr.into()).map_err(|e| annotate(e, "bind", addr))?;
+        socket.listen(backlog).map_err(|e| annotate(e, "listen on", addr))?;
         Ok(TcpListener::from_std(socket.into()))
+    }
+
+    fn checked_backlog(&self) -> io::Result<i32> {
+        if self.backlog == 0 {
+            return Err(ConfigError::ZeroBacklog.into());
+        }
+        Ok(i32::try_from(self.backlog).unwrap_or(i32::MAX))
+    }
+
+    /// The listening socket, TCP or Unix.
+    fn open_socket(&self) -> io::Result<ListenSocket> {
+        match &self.addr {
+            Address::Ip(_) => self.bind().map(ListenSocket::Tcp),
+            Address::Unix(path) => {
+                let (socket, file) = crate::unix_path::bind(path, self.checked_backlog()?)?;
+                Ok(ListenSocket::Unix(socket, file))
+            }
+            Address::UnixUnnamed => {
+                Err(io::Error::new(io::ErrorKind::InvalidInput, "a Unix listener needs a path to bind"))
+            }
+        }
     }
 }
 
@@ -119,7 +161,7 @@ fn annotate(error: io::Error, what: &str, addr: SocketAddr) -> io::Error {
 /// A listener in the loop's table.
 #[derive(Debug)]
 pub(crate) struct Listener {
-    pub(crate) socket: TcpListener,
+    pub(crate) socket: ListenSocket,
     nodelay: bool,
     /// Why accepting is suspended, if it is.
     hold: Option<Hold>,
@@ -147,7 +189,7 @@ pub(crate) enum Hold {
 }
 
 impl Listener {
-    fn new(socket: TcpListener, options: &ListenerOptions, backoff: Duration) -> Listener {
+    fn new(socket: ListenSocket, options: &ListenerOptions, backoff: Duration) -> Listener {
         Listener {
             socket,
             nodelay: options.nodelay,
@@ -194,12 +236,12 @@ impl Listener {
     }
 
     /// The address it is bound to (with the real port when it was bound to port 0).
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+    pub(crate) fn local_address(&self) -> io::Result<Address> {
+        self.socket.local_address()
     }
 
     /// Accepts one connection: the seam where scripted errors replace the kernel's answer.
-    fn accept_one(&mut self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
+    fn accept_one(&mut self) -> io::Result<(Stream, Address)> {
         #[cfg(feature = "fault-injection")]
         if let Some(errno) = self.injected.pop_front() {
             return Err(io::Error::from_raw_os_error(errno));
@@ -213,7 +255,7 @@ pub(crate) fn open(core: &mut Core, options: &ListenerOptions) -> io::Result<Key
     if !core.is_running() {
         return Err(io::Error::other("the loop is shutting down"));
     }
-    let socket = options.bind()?;
+    let socket = options.open_socket()?;
     let listener = Listener::new(socket, options, core.config().accept_backoff);
     core.insert(Entry::Listener(listener), Interest::READABLE)
 }

@@ -66,7 +66,13 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
     let mut held = Vec::new();
     let mut stopped_by = "max".to_owned();
     // The first connection tries the target's addresses in order; the rest go where it went.
-    let mut addr = args.target.addr();
+    // `--target` was parsed as TCP only: there is always an address.
+    let Some(mut addr) = args.target.addr() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a TCP address", args.target),
+        ));
+    };
     while held.len() < args.max as usize {
         let attempt = if held.is_empty() {
             args.target.connect_in_order(connect).map_err(|tried| {

@@ -168,12 +168,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn connect(plan: &Plan, index: u64) -> io::Result<std::net::TcpStream> {
-    let socket = Socket::new(Domain::for_address(plan.target), Type::STREAM, Some(Protocol::TCP))?;
+    // The command line refuses --blocking with a Unix target.
+    let reactor::Address::Ip(target) = plan.target else {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "the blocking model connects over TCP only"));
+    };
+    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
     if !plan.sources.is_empty() {
         let ip = plan.sources[((plan.first_id + index) % plan.sources.len() as u64) as usize];
         socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
-    socket.connect_timeout(&plan.target.into(), plan.connect_timeout)?;
+    socket.connect_timeout(&target.into(), plan.connect_timeout)?;
     socket.set_tcp_nodelay(true)?;
     Ok(socket.into())
 }

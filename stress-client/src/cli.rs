@@ -79,9 +79,10 @@ impl Command {
 /// Options every load command shares.
 #[derive(Clone, Debug, Args)]
 pub struct LoadArgs {
-    /// The server: an address, or a name that resolves to one or more (of several, the first that
-    /// accepts a connection is used).
-    #[arg(long, value_name = "HOST:PORT", value_parser = Target::parse)]
+    /// The server: an address, a name that resolves to one or more (of several, the first that
+    /// accepts a connection is used), or `unix:PATH` for a Unix domain socket (not with
+    /// --source-ips or --blocking).
+    #[arg(long, value_name = "HOST:PORT|unix:PATH", value_parser = Target::parse)]
     pub target: Target,
     /// Concurrent connections [default: 50; for `connect --until-failure`, the most it will try:
     /// 1,000,000].
@@ -195,7 +196,7 @@ pub struct ChurnArgs {
 pub struct BacklogArgs {
     /// A listener that is not accepting: an address, or a name (of several addresses, the first that
     /// completes the first connection is probed).
-    #[arg(long, value_name = "HOST:PORT", value_parser = Target::parse)]
+    #[arg(long, value_name = "HOST:PORT", value_parser = Target::parse_tcp)]
     pub target: Target,
     /// Stop after this many completed connections even if the kernel keeps completing.
     #[arg(long, default_value_t = 10_000, value_parser = whole::<u32, 1, 100_000>, allow_negative_numbers = true)]

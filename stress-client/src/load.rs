@@ -82,9 +82,14 @@ fn run(
         let report = measure(command, load, connections, &work, rate, None)?;
         return Ok(Finished { report, parts: Vec::new(), fell_short: false });
     }
-    let server = TargetServer::find(load.target.addr());
+    // A Unix socket's server is not found through /proc/net/tcp: nothing to sample then.
+    let server = load.target.addr().and_then(TargetServer::find);
     let preflight = announce(load, connections, &work, server.as_ref());
-    let mut sampler = server.clone().filter(TargetServer::found).map(|s| Sampler::new(s, load.target.addr()));
+    let mut sampler = server
+        .clone()
+        .filter(TargetServer::found)
+        .zip(load.target.addr())
+        .map(|(s, addr)| Sampler::new(s, addr));
     let (mut report, parts) = if load.processes > 1 && connections > 1 {
         let reports = crate::processes::run(load, connections, rate, sampler.as_mut())?;
         let mut merged = Report::merge(&reports).map_err(io::Error::other)?;
@@ -117,7 +122,11 @@ fn announce(load: &LoadArgs, connections: u64, work: &Work, server: Option<&Targ
             _ => None,
         },
     };
-    let warnings = preflight::warnings(&Environment::capture(), &ask, server);
+    let mut warnings = preflight::warnings(&Environment::capture(), &ask, server);
+    if load.target.is_unix() {
+        // Unix connections use no ports and pass no firewall: only the descriptor warnings apply.
+        warnings.retain(|w| !w.contains("ephemeral ports") && !w.contains("nf_conntrack"));
+    }
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }
@@ -150,7 +159,7 @@ fn measure(
     let mut report = Report {
         command: command.to_owned(),
         target: load.target.to_string(),
-        target_addr: load.target.addr().to_string(),
+        target_addr: load.target.address().to_string(),
         model: if load.blocking { "blocking" } else { "reactor" }.to_owned(),
         connections_requested: connections,
         message_size: match *work {
@@ -163,13 +172,14 @@ fn measure(
     report.fill(&combined.tally, combined.measured.as_secs_f64());
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
-    match hostinfo::tcp_states(load.target.port()) {
-        Ok(states) => {
+    match load.target.port().map(hostinfo::tcp_states) {
+        None => {}
+        Some(Ok(states)) => {
             report.sockets = states.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect()
         }
         // An empty table would read as "no sockets": say instead that this OS does not show them.
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => report.diagnosis.push(e.to_string()),
-        Err(_) => {}
+        Some(Err(e)) if e.kind() == io::ErrorKind::Unsupported => report.diagnosis.push(e.to_string()),
+        Some(Err(_)) => {}
     }
     report.environment = environment;
     Ok(report)
@@ -208,7 +218,7 @@ fn split(load: &LoadArgs, connections: u64, threads: u64, work: &Work, sources: 
                 *r *= fraction;
             }
             let plan = Plan {
-                target: load.target.addr(),
+                target: load.target.address(),
                 first_id: *first_id,
                 connections: n,
                 ramp: load.ramp.map(|r| r * fraction),

@@ -74,6 +74,23 @@ fn check(cli: &Cli) {
             cli::MAX_IN_FLIGHT_BYTES
         ));
     }
+    // A Unix socket has no source address to bind and no ports; the blocking model connects over TCP.
+    if let Some((load, _, _)) = cli.command.load()
+        && load.target.is_unix()
+    {
+        if load.source_ips.is_some() {
+            usage_error(format!(
+                "--source-ips cannot be used with --target {}: a Unix socket has no source address",
+                load.target
+            ));
+        }
+        if load.blocking {
+            usage_error(format!(
+                "--blocking cannot be used with --target {}: the blocking model connects over TCP",
+                load.target
+            ));
+        }
+    }
     // Each child process is given its part of the rates, and must accept it as its own option.
     if let Some((load, connections, rate)) = cli.command.load()
         && load.processes > 1

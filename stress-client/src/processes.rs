@@ -82,7 +82,7 @@ pub fn run(
         command.args(["--connections", &n.to_string(), "--id-offset", &offset.to_string()]);
         command.args(["--child-index", &i.to_string()]);
         // The address the parent chose, so that no child resolves the name again or picks another.
-        command.args(["--target", &load.target.addr().to_string()]);
+        command.args(["--target", &load.target.address().to_string()]);
         if let Some(rate) = rate {
             command.args(["--rate", &part_of(rate, n, connections).to_string()]);
         }

@@ -85,8 +85,18 @@ pub fn flood_then_drain(
     total: usize,
     while_stalled: impl FnOnce(usize),
 ) -> Result<usize, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+    flood_then_drain_on(stream, total, while_stalled)
+}
+
+/// [`flood_then_drain`] on a stream already connected and non-blocking, of any kind (a Unix socket,
+/// say).
+pub fn flood_then_drain_on(
+    mut stream: impl Read + Write,
+    total: usize,
+    while_stalled: impl FnOnce(usize),
+) -> Result<usize, String> {
     let data = payload(99, total);
     let mut sent = 0;
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -1,4 +1,4 @@
-//! One TCP connection's whole life, accepted or outbound: opening, reading ([`read`]), writing
+//! One stream connection's whole life (TCP or Unix), accepted or outbound: opening, reading ([`read`]), writing
 //! ([`write`](mod@write)), closing; its state is one typed value ([`State`]).
 //!
 //! # Life
@@ -39,26 +39,26 @@ mod state;
 pub(crate) mod write;
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::debug;
 use mio::Interest;
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
 
 use crate::core::{Core, Entry};
 use crate::handler::{CloseKind, CloseReason, ConnectOptions, Origin};
 use crate::output::OutputQueue;
+use crate::stream::Stream;
 use crate::timer::TimerKind;
 use crate::token::Key;
-use crate::{ConnId, Context, Handler, ListenerId};
+use crate::{Address, ConnId, Context, Handler, ListenerId};
 
 use state::{State, Step};
 
-/// A TCP connection in the loop's table.
+/// A connection in the loop's table, TCP or Unix.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     /// What the socket did not take yet.
     pub(crate) output: OutputQueue,
     /// When a byte last moved, for the idle timeout.
@@ -68,7 +68,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, now: Instant, state: State) -> Connection {
+    fn new(stream: Stream, now: Instant, state: State) -> Connection {
         Connection { stream, output: OutputQueue::default(), last_active: now, idle_timer: None, state }
     }
 }
@@ -78,8 +78,8 @@ pub(crate) fn open_accepted<H: Handler>(
     core: &mut Core,
     handler: &mut H,
     listener: Key,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: Address,
 ) {
     let conn = Connection::new(stream, core.now(), State::accepted());
     let key = match core.insert(Entry::Connection(conn), crate::sys::STREAM_INTEREST) {
@@ -98,8 +98,30 @@ pub(crate) fn open_accepted<H: Handler>(
 /// Starts an outbound connect (see [`Context::connect_with`]); it opens in [`read`] once the poller
 /// reports how it ended.
 pub(crate) fn connect(core: &mut Core, options: &ConnectOptions) -> io::Result<Key> {
-    let socket = crate::sys::connect_nonblocking(options)?;
-    let stream = TcpStream::from_std(socket.into());
+    let stream = match &options.addr {
+        Address::Ip(addr) => {
+            Stream::Tcp(TcpStream::from_std(crate::sys::connect_nonblocking(*addr, options.bind)?.into()))
+        }
+        Address::Unix(path) => {
+            if options.bind.is_some() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a local bind address does not apply to a Unix connection ({})", options.addr),
+                ));
+            }
+            // Non-blocking; `WouldBlock` here means the listener's backlog is full. The error is the
+            // kernel's own, errno and all (as for TCP), for callers that classify it.
+            let stream = UnixStream::connect(path)?;
+            crate::sys::no_sigpipe(&stream);
+            Stream::Unix(stream)
+        }
+        Address::UnixUnnamed => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot connect to an unnamed Unix socket",
+            ));
+        }
+    };
     let conn = Connection::new(stream, core.now(), State::connecting(options.nodelay));
     let key = core.insert(Entry::Connection(conn), crate::sys::STREAM_INTEREST | Interest::WRITABLE)?;
     arm_idle_timer(core, key);

@@ -170,7 +170,7 @@ fn connected<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], ke
     let Some(conn) = core.connection(key) else { return };
     let failure = match conn.stream.take_error() {
         Ok(Some(e)) | Err(e) => Some(e),
-        Ok(None) => match conn.stream.peer_addr() {
+        Ok(None) => match conn.stream.peer_address() {
             Ok(_) => None,
             // Spurious wake-up: still connecting.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return,

@@ -10,12 +10,12 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use mio::Interest;
-use mio::net::TcpStream;
 
 use super::{Step, not_connected, queue_read};
 use crate::core::Core;
 use crate::handler::{CloseKind, CloseReason};
 use crate::output::Flush;
+use crate::stream::Stream;
 use crate::timer::TimerKind;
 use crate::token::Key;
 
@@ -103,7 +103,7 @@ fn send_slow(core: &mut Core, key: Key, data: &[u8], first: Option<io::Result<us
 /// Writes what the socket takes now, starting with the outcome of a write already made (`first`).
 /// Returns the bytes written and the error that stopped it; `WouldBlock` is not one.
 fn write_now(
-    stream: &TcpStream,
+    stream: &Stream,
     data: &[u8],
     mut first: Option<io::Result<usize>>,
 ) -> (usize, Option<io::Error>) {
@@ -255,6 +255,7 @@ mod tests {
     use super::*;
     use crate::connection::{Connection, State};
     use crate::core::Entry;
+    use mio::net::TcpStream;
 
     #[test]
     fn a_failed_reregister_closes_instead_of_stranding_output() {
@@ -264,7 +265,7 @@ mod tests {
         let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (stream, _) = listener.accept().unwrap();
         stream.set_nonblocking(true).unwrap();
-        let conn = Connection::new(TcpStream::from_std(stream), core.now(), State::accepted());
+        let conn = Connection::new(Stream::Tcp(TcpStream::from_std(stream)), core.now(), State::accepted());
         let key = core.insert(Entry::Connection(conn), Interest::READABLE).unwrap();
         // Out of the poller behind the loop's back: the next reregister fails (ENOENT), as it would
         // for a poller out of memory.

@@ -2,20 +2,19 @@
 //! once, whichever way it came.
 
 use std::io;
+use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::ConnectOptions;
-
-/// Creates a non-blocking socket and starts connecting it. `EINPROGRESS` is the normal answer and is
+/// Creates a non-blocking TCP socket and starts connecting it. `EINPROGRESS` is the normal answer and is
 /// not an error; anything else the kernel says at once is.
 ///
 /// On Apple's systems `Socket::new` sets `SO_NOSIGPIPE` itself (socket2 documents it), so an outbound
 /// socket needs no [`no_sigpipe`] of its own.
-pub(crate) fn connect_nonblocking(options: &ConnectOptions) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(options.addr), Type::STREAM, Some(Protocol::TCP))?;
+pub(crate) fn connect_nonblocking(addr: SocketAddr, bind: Option<SocketAddr>) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
-    if let Some(local) = options.bind {
+    if let Some(local) = bind {
         if local.port() == 0 {
             // Let connect() choose the port for the whole 4-tuple, so each source address can use the
             // entire ephemeral range against each destination instead of sharing it. Where the option
@@ -25,7 +24,7 @@ pub(crate) fn connect_nonblocking(options: &ConnectOptions) -> io::Result<Socket
         }
         socket.bind(&local.into())?;
     }
-    match socket.connect(&options.addr.into()) {
+    match socket.connect(&addr.into()) {
         Ok(()) => Ok(socket),
         Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => Ok(socket),
         Err(e) => Err(e),

@@ -39,7 +39,8 @@ impl Driver {
 
     /// Starts a connect for slot `index`, bounded by the connect timeout.
     pub(super) fn open(&mut self, ctx: &mut Context<'_>, index: usize) {
-        let options = ConnectOptions { addr: self.plan.target, bind: self.source_for(index), nodelay: true };
+        let options =
+            ConnectOptions { addr: self.plan.target.clone(), bind: self.source_for(index), nodelay: true };
         let slot = &mut self.slots[index];
         slot.connect_started = Instant::now();
         slot.timed_out = false;

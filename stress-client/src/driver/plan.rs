@@ -1,7 +1,7 @@
 //! What a loop is asked to do ([`Plan`], [`Work`]) and what it hands back ([`Outcome`]); the blocking
 //! model reads the same plan.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::error_kind::ErrorKind;
@@ -42,8 +42,8 @@ pub enum Work {
 /// What one loop must do.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// The server.
-    pub target: SocketAddr,
+    /// The server, TCP or Unix.
+    pub target: reactor::Address,
     /// Connection id of this loop's first connection (ids are unique across loops and processes).
     pub first_id: u64,
     /// Connections this loop opens.
