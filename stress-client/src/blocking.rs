@@ -154,10 +154,8 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker<'_>) -> io::Resu
         let _ = t.join();
     }
     let tally = std::mem::take(&mut *lock(&shared.tally));
-    combined.measured = match window {
-        Some((from, to)) => to.saturating_duration_since(from),
-        None => shared.started.elapsed(),
-    };
+    let (from, to) = window.unwrap_or((shared.started, Instant::now()));
+    (combined.measured, combined.from) = (to.saturating_duration_since(from), Some(from));
     combined.tally = tally;
     combined.usage = *lock(&shared.usage);
     Ok(combined)

@@ -73,6 +73,18 @@ pub fn check(report: &Report) -> Vec<String> {
         r.peak_concurrent <= r.established,
         format!("peak_concurrent = {} is more than established = {}", r.peak_concurrent, r.established),
     );
+    // The measured interval is `duration_s` long (to its rounding to the ms); a merge's common interval
+    // is no longer than its longest part.
+    if let (Some(Some(start)), Some(Some(end))) = (r.interval_start, r.interval_end) {
+        expect(
+            start <= end && end - start <= r.duration_s + 0.001,
+            format!(
+                "interval_end - interval_start = {end} - {start} = {:.6} s, but duration_s = {}",
+                end - start,
+                r.duration_s
+            ),
+        );
+    }
     for (kind, &n) in &r.connect_errors {
         let all = r.errors.get(kind).copied().unwrap_or(0);
         expect(n <= all, format!("connect_errors.{kind} = {n} is more than errors.{kind} = {all}"));
@@ -122,6 +134,9 @@ mod tests {
             open_at_end: 1,
             latency_us: Latency { count: 9, ..Latency::default() },
             connect_us: Latency { count: 2, ..Latency::default() },
+            duration_s: 2.0,
+            interval_start: Some(Some(100.0)),
+            interval_end: Some(Some(101.9995)),
             ..Report::default()
         }
     }
@@ -136,7 +151,7 @@ mod tests {
     fn each_invariant_names_itself_and_its_numbers_when_broken() {
         /// A change that breaks one invariant, and what the check must then say.
         type Case = (fn(&mut Report), &'static str);
-        let cases: [Case; 8] = [
+        let cases: [Case; 10] = [
             (|r| r.bytes_received -= 1, "= 95, but bytes_sent = 96"),
             (|r| r.messages += 1, "latency_us.count = 9, but messages = 10"),
             (|r| r.connect_us.count = 3, "connect_us.count = 3, but established = 2"),
@@ -149,6 +164,14 @@ mod tests {
                     r.connect_errors.insert(crate::error_kind::ErrorKind::TimedOut, 1);
                 },
                 "connect_errors.ETIMEDOUT = 1 is more than errors.ETIMEDOUT = 0",
+            ),
+            (
+                |r| (r.interval_start, r.interval_end) = (Some(Some(100.0)), Some(Some(102.5))),
+                "= 2.500000 s, but duration_s = 2",
+            ),
+            (
+                |r| (r.interval_start, r.interval_end) = (Some(Some(100.0)), Some(Some(99.0))),
+                "= -1.000000 s, but duration_s = 2",
             ),
         ];
         for (breaks, says) in cases {

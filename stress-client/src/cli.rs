@@ -1,7 +1,7 @@
 //! The command line: subcommands, their options, and the checks clap makes before anything runs.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -111,6 +111,11 @@ pub struct LoadArgs {
     /// such a run exits 4.
     #[arg(long)]
     pub allow_errors: bool,
+    /// Measure from this moment, the same for every client of a run over several hosts: UTC as
+    /// YYYY-MM-DDTHH:MM:SS[.frac]Z, or Unix seconds; at most 24 h ahead. Connections are made (and
+    /// warmed up) before it; the measured interval is --duration from it (connect: --hold from it).
+    #[arg(long, value_name = "TIME", value_parser = crate::start_at::parse_arg, conflicts_with = "blocking")]
+    pub start_at: Option<SystemTime>,
     /// Print one JSON object instead of a readable summary.
     #[arg(long)]
     pub json: bool,
@@ -150,8 +155,9 @@ pub struct EchoArgs {
     /// intended send time; 0.001 to 10^9.
     #[arg(long, value_name = "MSGS_PER_SEC", value_parser = per_second, allow_negative_numbers = true)]
     pub rate: Option<f64>,
-    /// Seconds at the start excluded from the statistics, 0 to 31536000 (one year).
-    #[arg(long, value_name = "SECS", default_value = "0", value_parser = seconds_or_zero, allow_negative_numbers = true)]
+    /// Seconds at the start excluded from the statistics, 0 to 31536000 (one year); with --start-at,
+    /// the time before it is the warm-up.
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = seconds_or_zero, allow_negative_numbers = true, conflicts_with = "start_at")]
     pub warmup: Duration,
 }
 

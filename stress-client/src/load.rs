@@ -170,6 +170,12 @@ fn measure(
         ..Report::default()
     };
     report.fill(&combined.tally, combined.measured.as_secs_f64());
+    if let Some(from) = combined.from {
+        let start = crate::start_at::unix_seconds(from);
+        report.interval_start = Some(Some(start));
+        report.interval_end = Some(Some(crate::start_at::round_us(start + combined.measured.as_secs_f64())));
+    }
+    report.host = crate::start_at::host_name();
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
     match load.target.port().map(hostinfo::tcp_states) {
@@ -225,6 +231,7 @@ fn split(load: &LoadArgs, connections: u64, threads: u64, work: &Work, sources: 
                 sources: sources.to_vec(),
                 connect_timeout: Duration::from_millis(load.connect_timeout),
                 work,
+                start_at: load.start_at.map(crate::start_at::instant),
             };
             *first_id += n;
             Some(plan)

@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reactor::{Config, EventLoop};
 
@@ -19,6 +19,8 @@ pub struct Combined {
     pub tally: Tally,
     /// The longest interval measured.
     pub measured: Duration,
+    /// Where it began (`None` before any outcome was added).
+    pub from: Option<Instant>,
     /// The first loop's reason to stop ramping (`--until-failure`).
     pub stopped_by: Option<ErrorKind>,
     /// Most threads the process had while the loops ran.
@@ -31,7 +33,9 @@ impl Combined {
     /// Adds one loop's (or thread's) outcome.
     pub fn add(&mut self, outcome: Outcome) {
         self.tally.add(&outcome.tally);
-        self.measured = self.measured.max(outcome.measured);
+        if self.from.is_none() || outcome.measured > self.measured {
+            (self.measured, self.from) = (outcome.measured, Some(outcome.from));
+        }
         self.stopped_by = self.stopped_by.take().or(outcome.stopped_by);
         self.usage.cover(outcome.usage);
     }

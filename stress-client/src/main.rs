@@ -29,6 +29,7 @@ mod progress;
 mod report;
 mod shortfall;
 mod source_ips;
+mod start_at;
 mod summary;
 mod tally;
 mod target;
@@ -132,7 +133,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 })
                 .collect::<Result<Vec<Report>, String>>()?;
             // Each report already says, in its warnings, whether its run fell short.
-            let report = Report::merge(&reports)?;
+            let mut report = Report::merge(&reports)?;
+            if let Some(warning) = report::overlap_warning(&reports) {
+                eprintln!("warning: {warning}");
+                report.warnings.push(warning);
+            }
             let paths = args.reports.clone();
             let finished = load::Finished { report, parts: reports, fell_short: false };
             (finished, args.json, Box::new(move |i: usize| paths[i].display().to_string()))

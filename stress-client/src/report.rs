@@ -119,6 +119,10 @@ pub struct Report {
     pub target_addr: String,
     /// `reactor` or `blocking`.
     pub model: String,
+    /// The name of the host the client ran on (of a merge: the distinct names, comma-separated).
+    /// Reports written before it existed have none (empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
     /// Connections asked for.
     pub connections_requested: u64,
     /// Bytes per message (0 for `connect`, which sends none).
@@ -150,6 +154,14 @@ pub struct Report {
     pub losses_not_listed: u64,
     /// Seconds measured (warm-up excluded).
     pub duration_s: f64,
+    /// Where the measured interval began, in Unix seconds (to the µs); of a merge, the latest start
+    /// (the interval common to all its parts). Absent in reports written before it existed or merged
+    /// from them; `null` (`Some(None)`) for a merge whose parts have no moment in common.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_start: Option<Option<f64>>,
+    /// Where the measured interval ended, like `interval_start`; of a merge, the earliest end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_end: Option<Option<f64>>,
     /// Messages per second (for `--rate`: the rate achieved).
     pub msgs_per_sec: f64,
     /// Megabytes (10^6) per second, each way.
@@ -271,6 +283,18 @@ impl Report {
         merged.closed_by_client = sum(|r| r.closed_by_client);
         merged.open_at_end = sum(|r| r.open_at_end);
         merged.duration_s = reports.iter().map(|r| r.duration_s).fold(0.0, f64::max);
+        (merged.interval_start, merged.interval_end) = match common_interval(reports) {
+            Common::Unknown => (None, None),
+            Common::Disjoint => (Some(None), Some(None)),
+            Common::Overlap { start, end, .. } => (Some(Some(start)), Some(Some(end))),
+        };
+        let mut hosts: Vec<&str> = Vec::new();
+        for host in reports.iter().map(|r| r.host.as_str()).filter(|h| !h.is_empty()) {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        merged.host = hosts.join(",");
         merged.msgs_per_sec = sum_f(|r| r.msgs_per_sec);
         merged.mb_per_sec = sum_f(|r| r.mb_per_sec);
         merged.conns_per_sec = sum_f(|r| r.conns_per_sec);
@@ -317,6 +341,73 @@ impl Report {
     }
 }
 
+/// Least share of the longest measured interval that the intervals of merged reports must have in
+/// common for the merge to describe one moment.
+pub const MIN_OVERLAP: f64 = 0.9;
+
+/// What the measured intervals of several reports have in common.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Common {
+    /// A report has no interval (it was written before reports had one): nothing can be said.
+    Unknown,
+    /// No moment is in all of them.
+    Disjoint,
+    /// From the latest start to the earliest end; `share` is its length over the longest interval's
+    /// (1 when every interval is empty and they meet).
+    Overlap {
+        /// Unix seconds.
+        start: f64,
+        /// Unix seconds.
+        end: f64,
+        /// 0 to 1.
+        share: f64,
+    },
+}
+
+/// The interval the measured intervals of `reports` have in common.
+pub fn common_interval(reports: &[Report]) -> Common {
+    let mut intervals = Vec::new();
+    for r in reports {
+        match (r.interval_start, r.interval_end) {
+            (Some(Some(start)), Some(Some(end))) => intervals.push((start, end)),
+            (Some(None), _) | (_, Some(None)) => return Common::Disjoint,
+            _ => return Common::Unknown,
+        }
+    }
+    let start = intervals.iter().map(|i| i.0).fold(f64::NEG_INFINITY, f64::max);
+    let end = intervals.iter().map(|i| i.1).fold(f64::INFINITY, f64::min);
+    if intervals.is_empty() {
+        return Common::Unknown;
+    }
+    if end < start {
+        return Common::Disjoint;
+    }
+    let longest = intervals.iter().map(|i| i.1 - i.0).fold(0.0, f64::max);
+    let share = if longest > 0.0 { (end - start) / longest } else { 1.0 };
+    Common::Overlap { start, end, share }
+}
+
+/// The warning a merge of `reports` gives when their measured intervals overlap by less than
+/// [`MIN_OVERLAP`]: its rates and percentiles then describe no one moment.
+pub fn overlap_warning(reports: &[Report]) -> Option<String> {
+    const FIX: &str = "their sum describes no one moment: start the clients with one --start-at";
+    match common_interval(reports) {
+        Common::Unknown => None,
+        Common::Disjoint => {
+            Some(format!("the measured intervals of the {} reports do not overlap: {FIX}", reports.len()))
+        }
+        Common::Overlap { share, .. } if share >= MIN_OVERLAP => None,
+        Common::Overlap { start, end, share } => Some(format!(
+            "the measured intervals of the {} reports overlap by {:.0}% of the longest (common: {start:.6} to \
+             {end:.6}, {:.3} s), less than {:.0}%: {FIX}",
+            reports.len(),
+            share * 100.0,
+            end - start,
+            MIN_OVERLAP * 100.0
+        )),
+    }
+}
+
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
@@ -359,6 +450,32 @@ mod tests {
         assert_eq!(merged.msgs_per_sec, whole.msgs_per_sec);
         assert_eq!(merged.mb_per_sec, whole.mb_per_sec);
         assert_eq!(merged.histograms, whole.histograms);
+    }
+
+    fn measured(start: f64, end: f64) -> Report {
+        Report { interval_start: Some(Some(start)), interval_end: Some(Some(end)), ..Report::default() }
+    }
+
+    #[test]
+    fn a_merge_keeps_the_common_interval_and_warns_below_ninety_percent() {
+        let (a, b) = (measured(100.0, 110.0), measured(100.5, 110.2));
+        assert_eq!(
+            common_interval(&[a.clone(), b.clone()]),
+            Common::Overlap { start: 100.5, end: 110.0, share: 9.5 / 10.0 }
+        );
+        assert_eq!(overlap_warning(&[a.clone(), b.clone()]), None);
+        let merged = Report::merge(&[a.clone(), b]).unwrap();
+        assert_eq!((merged.interval_start, merged.interval_end), (Some(Some(100.5)), Some(Some(110.0))));
+        let late = measured(102.0, 112.0);
+        let warning = overlap_warning(&[a.clone(), late]).unwrap();
+        assert!(warning.contains("overlap by 80%"), "{warning}");
+        let apart = measured(111.0, 121.0);
+        assert_eq!(common_interval(&[a.clone(), apart.clone()]), Common::Disjoint);
+        assert!(overlap_warning(&[a.clone(), apart.clone()]).unwrap().contains("do not overlap"));
+        let merged = Report::merge(&[a.clone(), apart]).unwrap();
+        assert_eq!((merged.interval_start, merged.interval_end), (Some(None), Some(None)));
+        // A report written before reports had intervals: nothing to say.
+        assert_eq!(common_interval(&[a, Report::default()]), Common::Unknown);
     }
 
     #[test]

@@ -120,6 +120,7 @@ impl Driver {
         let end = self.measure_to.unwrap_or_else(Instant::now);
         Outcome {
             measured: end.saturating_duration_since(self.measure_from),
+            from: self.measure_from,
             tally: self.tally,
             stopped_by: self.stopped_by,
             usage: self.usage,

@@ -2,7 +2,7 @@
 //! model reads the same plan.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error_kind::ErrorKind;
 use crate::tally::Tally;
@@ -56,6 +56,9 @@ pub struct Plan {
     pub connect_timeout: Duration,
     /// What each connection does.
     pub work: Work,
+    /// `--start-at`: where the measured interval begins (connections open and warm up before it);
+    /// `None`: as the run starts (after `--warmup`).
+    pub start_at: Option<Instant>,
 }
 
 /// What a loop found.
@@ -65,6 +68,8 @@ pub struct Outcome {
     pub tally: Tally,
     /// The interval the statistics cover.
     pub measured: Duration,
+    /// Where it began.
+    pub from: Instant,
     /// For `--until-failure`: the failure that stopped the ramp.
     pub stopped_by: Option<ErrorKind>,
     /// The process's usage where the measured interval began and ended.

@@ -14,14 +14,19 @@ impl Driver {
     /// Starts the run: the first connections, the tick, the end of the run.
     pub(super) fn start(&mut self, ctx: &mut Context<'_>) {
         self.started = ctx.now();
-        self.measure_from = self.started;
+        // With --start-at, the time before it is the warm-up, and the run measures --duration from it.
+        let start_at = self.plan.start_at.map(|at| at.max(self.started));
+        self.measure_from = start_at.unwrap_or(self.started);
+        let until_start = self.measure_from - self.started;
         match self.plan.work {
             Work::Echo { duration, warmup, .. } => {
-                self.measure_from = self.started + warmup;
-                ctx.set_timer(duration, TAG_END);
+                if start_at.is_none() {
+                    self.measure_from = self.started + warmup;
+                }
+                ctx.set_timer(until_start + duration, TAG_END);
             }
             Work::Churn { duration, .. } => {
-                ctx.set_timer(duration, TAG_END);
+                ctx.set_timer(until_start + duration, TAG_END);
             }
             Work::Hold { .. } => {}
         }
@@ -66,7 +71,9 @@ impl Driver {
         match self.plan.work {
             Work::Hold { hold, .. } if attempted && settled && !self.hold_armed => {
                 self.hold_armed = true;
-                ctx.set_timer(hold, TAG_END);
+                // Held from --start-at, if the connections were up before it.
+                let until_start = self.measure_from.saturating_duration_since(ctx.now());
+                ctx.set_timer(until_start + hold, TAG_END);
             }
             // Nothing left to wait for: every connection failed or was closed.
             Work::Echo { .. } if attempted && ctx.connections() == 0 => self.end(ctx),
