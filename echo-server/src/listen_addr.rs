@@ -5,7 +5,7 @@
 //! usage error (exit 2) naming it. A server listens on one address: of several that a name resolves to
 //! (`localhost` may give `::1` and `127.0.0.1`), the first, which the listening line then shows.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Where the server listens.
@@ -31,25 +31,7 @@ impl ListenAddr {
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(ListenAddr::Tcp(addr));
-        }
-        let Some((host, port)) = text.rsplit_once(':') else {
-            return Err(format!("invalid socket address {text:?}: {FORM}"));
-        };
-        if port.parse::<u16>().is_err() {
-            return Err(format!(
-                "invalid socket address {text:?}: the port must be a number from 0 to 65535"
-            ));
-        }
-        if host.is_empty() {
-            return Err(format!("invalid socket address {text:?}: {FORM}"));
-        }
-        match text.to_socket_addrs().map(|mut addrs| addrs.next()) {
-            Ok(Some(addr)) => Ok(ListenAddr::Tcp(addr)),
-            Ok(None) => Err(format!("cannot resolve {host}: the name has no address")),
-            Err(e) => Err(format!("cannot resolve {host}: {e}")),
-        }
+        hostinfo::resolve(text, FORM).map(|addrs| ListenAddr::Tcp(addrs[0]))
     }
 
     /// The TCP address to bind, for the modes that serve TCP only (the command line refuses them with

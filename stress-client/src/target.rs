@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,27 +44,7 @@ impl Target {
         if text.starts_with("unix:") {
             return Err(format!("{text:?}: this command probes a TCP listener, not a Unix socket"));
         }
-        if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(Target { text: text.to_owned(), addrs: vec![addr], unix: None });
-        }
-        let Some((host, port)) = text.rsplit_once(':') else {
-            return Err(format!("invalid socket address {text:?}: {FORM}"));
-        };
-        if port.parse::<u16>().is_err() {
-            return Err(format!(
-                "invalid socket address {text:?}: the port must be a number from 0 to 65535"
-            ));
-        }
-        if host.is_empty() {
-            return Err(format!("invalid socket address {text:?}: {FORM}"));
-        }
-        let addrs: Vec<SocketAddr> = match text.to_socket_addrs() {
-            Ok(addrs) => addrs.collect(),
-            Err(e) => return Err(format!("cannot resolve {host}: {e}")),
-        };
-        if addrs.is_empty() {
-            return Err(format!("cannot resolve {host}: the name has no address"));
-        }
+        let addrs = hostinfo::resolve(text, FORM)?;
         Ok(Target { text: text.to_owned(), addrs, unix: None })
     }
 
