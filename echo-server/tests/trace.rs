@@ -190,3 +190,11 @@ fn without_trace_there_are_no_lifecycle_lines() {
     assert!(text.contains("accepted from"), "RUST_LOG=debug shows each connection: {text}");
     assert!(!text.contains("reactor::lifecycle"), "{text}");
 }
+
+/// The blocking model has no loop to trace: asking for both is bad usage.
+#[test]
+fn trace_with_the_blocking_model_is_refused() {
+    let (status, stderr) = util::run_within(&["--mode", "blocking", "--trace"], WAIT);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'--trace' cannot be used with '--mode blocking'"), "{stderr}");
+}
