@@ -68,6 +68,12 @@ fn prefix(line: &str) -> &str {
     &line[start..end]
 }
 
+/// The step a lifecycle line reports, after its prefix.
+fn step_of(line: &str) -> &str {
+    let prefix = prefix(line);
+    &line[line.find(prefix).expect("the prefix") + prefix.len()..]
+}
+
 /// The descriptor number a lifecycle line names.
 fn fd_of(line: &str) -> u32 {
     let after = line.split(" fd ").nth(1).expect("a descriptor");
@@ -110,8 +116,7 @@ fn a_scripted_connection_is_traced_step_by_step() {
     drop(peer);
     traced.wait_for(&[&tuple, "closed: peer_closed"]);
 
-    let steps: Vec<&str> =
-        traced.seen.iter().filter(|l| l.contains(&tuple)).map(|l| prefix_rest(l)).collect();
+    let steps: Vec<&str> = traced.seen.iter().filter(|l| l.contains(&tuple)).map(|l| step_of(l)).collect();
     assert_eq!(
         steps,
         [
@@ -126,11 +131,6 @@ fn a_scripted_connection_is_traced_step_by_step() {
     );
     let prefixes: Vec<&str> = traced.seen.iter().filter(|l| l.contains(&tuple)).map(|l| prefix(l)).collect();
     assert!(prefixes.iter().all(|p| *p == prefixes[0] && p.contains(&format!(" fd {fd} "))), "{prefixes:?}");
-}
-
-/// The step a lifecycle line reports, after its `conn ... PEER: ` prefix.
-fn prefix_rest(line: &str) -> &str {
-    &line[line.find(prefix(line)).unwrap() + prefix(line).len()..]
 }
 
 #[test]
