@@ -463,6 +463,19 @@ impl fmt::Debug for State {
 mod tests {
     use super::*;
 
+    /// Untraced, a short read drains as ever; traced, the first read does not (so that the read loop
+    /// reports it), and the first byte is reported once.
+    #[test]
+    fn only_a_traced_connection_awaits_its_first_byte() {
+        let mut state = State::accepted();
+        assert!(state.short_read_drains() && !state.awaiting_first_byte());
+        state.await_first_byte();
+        assert!(!state.short_read_drains() && state.awaiting_first_byte());
+        assert!(state.first_byte());
+        assert!(!state.first_byte(), "reported twice");
+        assert!(state.short_read_drains());
+    }
+
     #[test]
     fn a_close_after_a_half_close_lingers_without_a_second_fin() {
         let mut state = State::accepted();
