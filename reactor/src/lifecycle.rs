@@ -10,7 +10,7 @@
 //! conn 1.3 fd 10 127.0.0.1:7878 <- 127.0.0.1:43512: first byte (6 B)
 //! conn 1.3 fd 10 127.0.0.1:7878 <- 127.0.0.1:43512: peer EOF: its FIN arrived, our side is CLOSE_WAIT
 //! conn 1.3 fd 10 127.0.0.1:7878 <- 127.0.0.1:43512: our FIN sent (shutdown write), our side is LAST_ACK
-//! conn 1.3 fd 10 127.0.0.1:7878 <- 127.0.0.1:43512: closed: peer closed
+//! conn 1.3 fd 10 127.0.0.1:7878 <- 127.0.0.1:43512: closed: peer_closed
 //! ```
 //!
 //! Free when off: whether the target is enabled is asked once per connection, when it opens; a traced
@@ -49,13 +49,13 @@ impl Traced {
     /// The names of `stream`, if lifecycle lines are wanted; `peer` as the accept returned it, or
     /// `None` to read it from the socket (an outbound connect, once connected).
     #[cold]
-    pub(crate) fn open(id: ConnId, stream: &Stream, peer: Option<Address>) -> Option<Box<Traced>> {
+    pub(crate) fn open(id: ConnId, stream: &Stream, peer: Option<&Address>) -> Option<Box<Traced>> {
         if !enabled() {
             return None;
         }
         let local = stream.local_address().unwrap_or(Address::UnixUnnamed);
         let peer = match peer {
-            Some(peer) => peer,
+            Some(peer) => peer.clone(),
             None => stream.peer_address().unwrap_or(Address::UnixUnnamed),
         };
         Some(Box::new(Traced { id, fd: stream.as_fd().as_raw_fd(), local, peer }))

@@ -83,7 +83,7 @@ impl Connection {
     }
 
     /// Starts tracing this connection's lifecycle, if the lifecycle log is on.
-    fn trace(&mut self, key: Key, peer: Option<Address>) {
+    fn trace(&mut self, key: Key, peer: Option<&Address>) {
         self.traced = Traced::open(ConnId(key), &self.stream, peer);
         if self.traced.is_some() {
             self.state.await_first_byte();
@@ -117,7 +117,7 @@ pub(crate) fn open_accepted<H: Handler>(
     };
     arm_idle_timer(core, key);
     if let Some(conn) = core.connection(key) {
-        conn.trace(key, Some(peer.clone()));
+        conn.trace(key, Some(&peer));
         conn.step(format_args!("accepted from the accept queue (ESTABLISHED)"));
     }
     debug!("{} accepted from {peer}", ConnId(key));
