@@ -54,6 +54,13 @@ pub struct Cli {
     #[arg(long)]
     pub udp: bool,
 
+    /// Log each connection's lifecycle to stderr, one line per step with its id, descriptor and 4-tuple
+    /// (accepted, first byte, back-pressure pause and resume, peer EOF, our FIN, close and its reason,
+    /// idle timeout), and each listener's accept pauses and resumptions (reactor; the same as
+    /// RUST_LOG=reactor::lifecycle=trace).
+    #[arg(long)]
+    pub trace: bool,
+
     /// Print counters to stderr every SECS seconds.
     #[arg(long, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true)]
     pub stats: Option<Duration>,
@@ -107,6 +114,8 @@ impl Cli {
             Some(
                 "'--threads' and '--workers' cannot be used with '--mode blocking', which runs a thread per peer",
             )
+        } else if self.trace {
+            Some("'--trace' cannot be used with '--mode blocking': the lifecycle is traced by the reactor")
         } else {
             None
         }

@@ -23,8 +23,8 @@ use std::process::ExitCode;
 use cli::{Cli, Mode};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse_valid();
+    init_logger(&cli);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -32,6 +32,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr at `info` unless RUST_LOG says otherwise; `--trace` adds the reactor's lifecycle
+/// lines, whatever RUST_LOG says about the rest.
+fn init_logger(cli: &Cli) {
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if cli.trace {
+        logger.filter_module(reactor::LIFECYCLE_TARGET, log::LevelFilter::Trace);
+    }
+    logger.init();
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {

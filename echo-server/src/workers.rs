@@ -136,6 +136,9 @@ fn start_worker(
     if cli.pause_accept {
         command.arg("--pause-accept");
     }
+    if cli.trace {
+        command.arg("--trace");
+    }
     command.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = command.spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout from the worker")?;

@@ -25,7 +25,7 @@ use crate::listener::{Hold, Listener};
 use crate::stats::Counters;
 use crate::timer::{TimerKind, TimerQueue};
 use crate::token::{Generations, Key};
-use crate::{Config, ConnId};
+use crate::{Config, ConnId, ListenerId};
 
 /// One row of the table.
 #[derive(Debug)]
@@ -328,6 +328,8 @@ impl Core {
             if let Some(listener) = self.listener(key)
                 && listener.resume_after_close()
             {
+                let resumed = "accept resumed: a connection closed";
+                crate::lifecycle::listener_step(ListenerId(key), &listener.socket, format_args!("{resumed}"));
                 self.queue_accept(key);
             }
         }

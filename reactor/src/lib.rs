@@ -31,6 +31,10 @@
 //!   only that connection, and [`Handler::on_close`] says why.
 //! - **Timers** (idle timeouts, the application's own) set the poll timeout.
 //! - **Other threads** reach the loop through a [`Handle`]: stop, graceful shutdown, messages.
+//! - **Lifecycle lines**, when the log target [`LIFECYCLE_TARGET`] is enabled at `trace` level: one
+//!   line per step of each connection (accepted, first byte, back-pressure pause and resume, the
+//!   peer's EOF, our FIN, close and its reason, idle timeout) with its id, descriptor and 4-tuple, and
+//!   per listener its accept holds. Off, they cost one check when a connection opens.
 //!
 //! # Tokens and generations
 //! Each entry's `mio::Token` packs its slot with a generation. An event that was already in the batch
@@ -51,6 +55,7 @@
 //! | `stream.rs`, `unix_path.rs`, `address.rs` | TCP and Unix sockets behind one type each (`Stream`, `ListenSocket`); a Unix listener's socket file (stale ones replaced, ours removed); the public [`Address`] |
 //! | `datagram.rs` | UDP sockets |
 //! | `handler.rs`, `context.rs` | the API: what the loop tells the application, and what a callback may ask |
+//! | `lifecycle.rs` | the lifecycle log lines, and what a traced connection carries to write them |
 //! | `timer.rs`, `token.rs`, `output.rs`, `stats.rs`, `config.rs`, `handle.rs` | timers, generation-tagged ids, the bounded output queue, counters, settings, the cross-thread handle |
 //! | `sys/` | the few platform calls the loop itself makes (send and receive flags, urgent-data readiness, non-blocking connect) |
 //!
@@ -117,6 +122,7 @@ mod event_loop;
 mod handle;
 mod handler;
 mod io_util;
+mod lifecycle;
 mod listener;
 mod output;
 mod stats;
@@ -132,6 +138,7 @@ pub use context::Context;
 pub use event_loop::{EventLoop, Turn};
 pub use handle::Handle;
 pub use handler::{AfterEof, CloseKind, CloseReason, ConnectOptions, Handler, Next, Origin};
+pub use lifecycle::TARGET as LIFECYCLE_TARGET;
 pub use listener::ListenerOptions;
 pub use stats::{AcceptErrorKind, Counters};
 pub use token::{ConnId, ListenerId, SocketId, SourceId, TimerId, UdpId};

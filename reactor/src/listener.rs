@@ -29,7 +29,7 @@ use crate::stats::AcceptErrorKind;
 use crate::stream::{ListenSocket, Stream};
 use crate::timer::TimerKind;
 use crate::token::Key;
-use crate::{Address, ConfigError, Handler};
+use crate::{Address, ConfigError, Handler, ListenerId};
 
 /// How to open a listening socket, TCP or Unix, for [`Context::listen`](crate::Context::listen) and
 /// [`EventLoop::listen`](crate::EventLoop::listen).
@@ -275,6 +275,11 @@ pub(crate) fn accept<H: Handler>(core: &mut Core, handler: &mut H, key: Key) {
             return;
         }
         if open >= max {
+            crate::lifecycle::listener_step(
+                ListenerId(key),
+                &listener.socket,
+                format_args!("accept paused: at max_connections ({max}), new peers wait in the accept queue"),
+            );
             core.hold_listener(key, Hold::AtCapacity);
             core.counters_mut().accept_paused_at_cap += 1;
             core.warn(format_args!("at max_connections ({max}): new peers wait in the accept queue"));
@@ -321,6 +326,14 @@ fn back_off(core: &mut Core, key: Key, error: &io::Error) {
     listener.backoff = delay.saturating_mul(2).min(max);
     let arm = !listener.retry_armed;
     listener.retry_armed = true;
+    crate::lifecycle::listener_step(
+        ListenerId(key),
+        &listener.socket,
+        format_args!(
+            "accept paused: {} ({error}), until a connection closes or {delay:?} pass",
+            hostinfo::errno_name(error)
+        ),
+    );
     core.hold_listener(key, Hold::Exhausted);
     if arm {
         core.set_timer(delay, TimerKind::AcceptRetry(key));
@@ -337,6 +350,14 @@ pub(crate) fn retry_timer_fired<H: Handler>(core: &mut Core, handler: &mut H, ke
     let Some(listener) = core.listener(key) else { return };
     listener.retry_armed = false;
     if core.release_listener(key, Hold::Exhausted) {
+        if let Some(listener) = core.listener(key) {
+            let id = ListenerId(key);
+            crate::lifecycle::listener_step(
+                id,
+                &listener.socket,
+                format_args!("accept resumed: the back-off passed"),
+            );
+        }
         accept(core, handler, key);
     }
 }

@@ -90,6 +90,8 @@ fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], key: Ke
                     crate::sys::SHORT_READ_DRAINS && n < buffer.len() && conn.state.short_read_drains();
                 if drained {
                     conn.state.drained();
+                } else if conn.state.awaiting_first_byte() {
+                    super::first_byte(conn, n);
                 }
                 if conn.state.lingering().is_some() {
                     core.counters_mut().bytes_discarded += n as u64;
@@ -152,6 +154,13 @@ fn pause_or_close(core: &mut Core, key: Key, next: Next) {
 /// The peer's EOF: the end of a linger, or the application decides.
 fn peer_eof<H: Handler>(core: &mut Core, handler: &mut H, key: Key) {
     let Some(conn) = core.connection(key) else { return };
+    if conn.traced.is_some() {
+        if conn.state.our_fin_is_out() {
+            conn.step(format_args!("peer EOF after our FIN: our side is TIME_WAIT"));
+        } else {
+            conn.step(format_args!("peer EOF: its FIN arrived, our side is CLOSE_WAIT"));
+        }
+    }
     if let Some(ending) = conn.state.lingering() {
         // Our FIN went out earlier; the peer's has now arrived: the close is complete.
         core.schedule_close(key, CloseReason::of(ending));
@@ -185,6 +194,10 @@ fn connected<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], ke
         let _ = conn.stream.set_nodelay(true);
     }
     core.counters_mut().connected += 1;
+    if let Some(conn) = core.connection(key) {
+        conn.trace(key, None);
+        conn.step(format_args!("connected (ESTABLISHED)"));
+    }
     debug!("{} connected", ConnId(key));
     handler.on_open(&mut Context { core }, ConnId(key), Origin::Connected);
     // Output sent while connecting waits in the queue; WRITABLE is still registered, so flushing now

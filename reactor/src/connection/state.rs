@@ -103,8 +103,12 @@ const NOTIFY_DRAINED: u16 = 1 << 7;
 const WRITABLE_INTEREST: u16 = 1 << 8;
 /// Accepted from a listener, so it counts against `max_connections`.
 const ACCEPTED: u16 = 1 << 9;
+/// Traced, and no byte read yet. Part of the mask [`State::short_read_drains`] tests, so that the
+/// first read of a traced connection leaves the read loop's fast exit (and its next read finds the
+/// socket empty) without a test of its own on every read.
+const AWAITING_FIRST_BYTE: u16 = 1 << 10;
 
-const NAMES: [(u16, &str); 10] = [
+const NAMES: [(u16, &str); 11] = [
     (READABLE, "READABLE"),
     (HANGUP_SEEN, "HANGUP_SEEN"),
     (URGENT, "URGENT"),
@@ -115,6 +119,7 @@ const NAMES: [(u16, &str); 10] = [
     (NOTIFY_DRAINED, "NOTIFY_DRAINED"),
     (WRITABLE_INTEREST, "WRITABLE_INTEREST"),
     (ACCEPTED, "ACCEPTED"),
+    (AWAITING_FIRST_BYTE, "AWAITING_FIRST_BYTE"),
 ];
 
 impl Flags {
@@ -230,10 +235,40 @@ impl State {
 
     /// Whether a read shorter than the buffer proves the socket empty: not when the FIN was reported
     /// (read on to see the EOF, which raises no edge of its own), nor after urgent data (the kernel
-    /// ends a read at the urgent mark with more bytes queued behind it).
+    /// ends a read at the urgent mark with more bytes queued behind it), nor on a traced connection's
+    /// first read (which the read loop reports on the slower way out; one read more finds the socket
+    /// empty).
     #[inline]
     pub(crate) fn short_read_drains(&self) -> bool {
-        !self.flags.has(HANGUP_SEEN | URGENT)
+        !self.flags.has(HANGUP_SEEN | URGENT | AWAITING_FIRST_BYTE)
+    }
+
+    /// The lifecycle log follows this connection: report its first byte.
+    pub(crate) fn await_first_byte(&mut self) {
+        self.flags.set(AWAITING_FIRST_BYTE);
+    }
+
+    /// Traced and no byte read until now: asked only on reads that did not drain the socket.
+    #[inline]
+    pub(crate) fn awaiting_first_byte(&self) -> bool {
+        self.flags.has(AWAITING_FIRST_BYTE)
+    }
+
+    /// Bytes were read: whether they were the first a traced connection read (true once).
+    pub(crate) fn first_byte(&mut self) -> bool {
+        let first = self.flags.has(AWAITING_FIRST_BYTE);
+        self.flags.clear(AWAITING_FIRST_BYTE);
+        first
+    }
+
+    /// The peer's EOF has been read.
+    pub(crate) fn read_closed(&self) -> bool {
+        self.flags.has(READ_CLOSED)
+    }
+
+    /// Our FIN is out (after a half-close or a close), so the peer's FIN ends in TIME_WAIT on our side.
+    pub(crate) fn our_fin_is_out(&self) -> bool {
+        matches!(self.phase, Phase::WriteShut | Phase::Lingering(_))
     }
 
     /// A short read emptied the socket: the next arrival raises a new edge.
@@ -427,6 +462,19 @@ impl fmt::Debug for State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Untraced, a short read drains as ever; traced, the first read does not (so that the read loop
+    /// reports it), and the first byte is reported once.
+    #[test]
+    fn only_a_traced_connection_awaits_its_first_byte() {
+        let mut state = State::accepted();
+        assert!(state.short_read_drains() && !state.awaiting_first_byte());
+        state.await_first_byte();
+        assert!(!state.short_read_drains() && state.awaiting_first_byte());
+        assert!(state.first_byte());
+        assert!(!state.first_byte(), "reported twice");
+        assert!(state.short_read_drains());
+    }
 
     #[test]
     fn a_close_after_a_half_close_lingers_without_a_second_fin() {

@@ -92,8 +92,12 @@ fn send_slow(core: &mut Core, key: Key, data: &[u8], first: Option<io::Result<us
     }
     conn.output.push(&data[written..]);
     conn.state.notify_when_drained();
-    if conn.output.len() > high_watermark {
+    if conn.output.len() > high_watermark && !conn.state.paused_by_backpressure() {
         conn.state.pause_by_backpressure();
+        let queued = conn.output.len();
+        conn.step(format_args!(
+            "paused reading: back-pressure, {queued} B queued for a peer that is not reading"
+        ));
     }
     core.counters_mut().bytes_out += written as u64;
     want_write(core, key, true);
@@ -136,6 +140,8 @@ pub(crate) fn flush(core: &mut Core, key: Key) -> bool {
     let resume = conn.state.paused_by_backpressure() && conn.output.len() < resume_below;
     if resume {
         conn.state.resume_by_backpressure();
+        let queued = conn.output.len();
+        conn.step(format_args!("resumed reading: {queued} B queued, below the low watermark"));
     }
     let asked_to_hear = matches!(result, Ok(Flush::Drained)) && conn.state.take_drained_notice();
     core.counters_mut().bytes_out += written as u64;
@@ -220,6 +226,10 @@ fn take_step(core: &mut Core, key: Key, step: Step) {
             {
                 core.schedule_close(key, CloseReason::from_io(e));
                 return;
+            }
+            if conn.traced.is_some() {
+                let state = if conn.state.read_closed() { "LAST_ACK" } else { "FIN_WAIT_1" };
+                conn.step(format_args!("our FIN sent (shutdown write), our side is {state}"));
             }
             let next = conn.state.fin_sent();
             take_step(core, key, next);
