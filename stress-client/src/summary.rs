@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::report::{Latency, Report};
+use crate::start_at;
 
 impl Report {
     /// The readable summary.
@@ -41,6 +42,35 @@ impl Report {
             self.closed_by_server,
             self.open_at_end
         );
+        self.write_interval(s);
+    }
+
+    /// When and where the statistics were measured: the line that says whether reports merged from
+    /// several hosts describe one moment.
+    fn write_interval(&self, s: &mut String) {
+        let hosts = match self.host.split(',').count() {
+            _ if self.host.is_empty() => String::new(),
+            1 => format!(" on host {}", self.host),
+            _ => format!(" on hosts {}", self.host),
+        };
+        match (self.interval_start, self.interval_end) {
+            (Some(Some(start)), Some(Some(end))) => {
+                let _ = writeln!(
+                    s,
+                    "measured: {} to {} ({:.3} s){hosts}",
+                    start_at::rfc3339_of(start),
+                    start_at::rfc3339_of(end),
+                    end - start
+                );
+            }
+            (Some(None), _) | (_, Some(None)) => {
+                let _ = writeln!(s, "measured: no moment common to the reports merged{hosts}");
+            }
+            _ if !hosts.is_empty() => {
+                let _ = writeln!(s, "measured{hosts}");
+            }
+            _ => {}
+        }
     }
 
     /// " at ADDRESS" when the target was a name.
