@@ -160,6 +160,8 @@ fn a_merge_of_reports_measured_apart_warns() {
     assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("do not overlap")), "{warnings:?}");
     assert!(out.stderr.contains("do not overlap"), "{}", out.stderr);
     assert!(merged["interval_start"].is_null() && merged["interval_end"].is_null(), "{merged}");
+    let out = run(&format!("merge {} {}", paths[0], paths[1]));
+    assert!(out.stdout.contains("measured: no moment common to the reports merged"), "{}", out.stdout);
 }
 
 #[test]
