@@ -17,5 +17,5 @@ pub mod netns;
 pub mod scale;
 
 pub use binaries::{echo_server, stress_client};
-pub use netns::{Namespace, namespaces_unavailable, skip};
+pub use netns::{Lan, Namespace, namespaces_unavailable, skip};
 pub use scale::{long, scaled};

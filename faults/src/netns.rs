@@ -108,6 +108,54 @@ impl Namespace {
     }
 }
 
+/// A LAN: a bridge in a namespace of its own (the switch), which namespaces join with a veth pair
+/// each, standing in for hosts on one network. Nothing of it is in the test's own namespace; dropping
+/// the switch removes the bridge and every pair (the hosts' ends go with their pairs).
+#[derive(Debug)]
+pub struct Lan {
+    /// The namespace holding the bridge `br0`.
+    pub switch: Namespace,
+    ports: AtomicUsize,
+}
+
+impl Lan {
+    /// A switch namespace with the bridge up and no host on it.
+    #[track_caller]
+    pub fn new(what: &str) -> Lan {
+        let switch = Namespace::new(what);
+        switch.ip(&["link", "add", "br0", "type", "bridge"]);
+        switch.ip(&["link", "set", "br0", "up"]);
+        Lan { switch, ports: AtomicUsize::new(0) }
+    }
+
+    /// Plugs `host` into the switch: its `eth0`, addressed `addr` (CIDR, e.g. `10.99.0.11/24`), up.
+    #[track_caller]
+    pub fn attach(&self, host: &Namespace, addr: &str) {
+        let port = format!("port{}", self.ports.fetch_add(1, Ordering::Relaxed));
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                &host.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &self.switch.name,
+            ],
+        );
+        self.switch.ip(&["link", "set", &port, "master", "br0"]);
+        self.switch.ip(&["link", "set", &port, "up"]);
+        host.ip(&["addr", "add", addr, "dev", "eth0"]);
+        host.ip(&["link", "set", "eth0", "up"]);
+    }
+}
+
 impl Drop for Namespace {
     fn drop(&mut self) {
         // Deleting the namespace removes its veth end (and so the pair) and everything configured in it.

@@ -72,6 +72,19 @@ impl Shared {
         }
     }
 
+    /// The measured interval of echo load released at `released`: with `--start-at`, `duration` from
+    /// it (the load before it is the warm-up), or from `released` if that is later; else `warmup` to
+    /// `duration` after `released`.
+    fn echo_window(&self, released: Instant, warmup: Duration, duration: Duration) -> (Instant, Instant) {
+        match self.plan.start_at {
+            Some(at) => {
+                let from = at.max(released);
+                (from, from + duration)
+            }
+            None => (released + warmup, released + duration),
+        }
+    }
+
     /// Waits for the gate and returns when it opened.
     fn wait_for_gate(&self) -> Instant {
         let mut at = lock(&self.gate.0);
@@ -130,17 +143,20 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker<'_>) -> io::Resu
     combined.threads = combined.threads.max(crate::usage::threads());
     shared.open_gate();
     let released = shared.wait_for_gate();
-    let window = match plan.work {
-        Work::Echo { duration, warmup, .. } => Some((released + warmup, released + duration)),
+    let mut window = match plan.work {
+        Work::Echo { duration, warmup, .. } => Some(shared.echo_window(released, warmup, duration)),
         _ => None,
     };
     if let Work::Hold { hold, .. } = plan.work {
-        // Hold in slices, ticking: the server is sampled while it holds the connections.
-        let until = Instant::now() + hold;
+        // Held from --start-at, if the connections were up before it; in slices, ticking: the server
+        // is sampled while it holds the connections.
+        let from = plan.start_at.map_or(shared.started, |at| at.max(Instant::now()));
+        let until = from.max(Instant::now()) + hold;
         while Instant::now() < until {
             thread::sleep(ticker.interval().min(until.saturating_duration_since(Instant::now())));
             ticker.tick(progress);
         }
+        window = Some((from, Instant::now()));
         *lock(&shared.release.0) = true;
         shared.release.1.notify_all();
     }
@@ -201,7 +217,8 @@ fn connection(shared: &Shared, index: u64) {
         Work::Echo { size, pipeline, rate, warmup, duration } => {
             let interval = rate.map(|r| pace::interval(shared.plan.connections, r));
             let released = shared.wait_for_gate();
-            let times = Times { measure_from: released + warmup, end: released + duration, interval };
+            let (measure_from, end) = shared.echo_window(released, warmup, duration);
+            let times = Times { measure_from, end, interval };
             let mut messages = Stream::new(id, size);
             let ended = echo(shared, &mut stream, &mut messages, pipeline, &times, &mut local);
             settle(shared, &mut local, &mut messages, &ended);

@@ -114,7 +114,7 @@ pub struct LoadArgs {
     /// Measure from this moment, the same for every client of a run over several hosts: UTC as
     /// YYYY-MM-DDTHH:MM:SS[.frac]Z, or Unix seconds; at most 24 h ahead. Connections are made (and
     /// warmed up) before it; the measured interval is --duration from it (connect: --hold from it).
-    #[arg(long, value_name = "TIME", value_parser = crate::start_at::parse_arg, conflicts_with = "blocking")]
+    #[arg(long, value_name = "TIME", value_parser = crate::start_at::parse_arg)]
     pub start_at: Option<SystemTime>,
     /// Print one JSON object instead of a readable summary.
     #[arg(long)]

@@ -110,6 +110,31 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// Unix seconds as RFC 3339 in UTC to the ms (`2026-12-02T05:00:00.250Z`), the form `--start-at`
+/// takes, for the readable summary.
+pub fn rfc3339_of(seconds: f64) -> String {
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+    let (second, milli) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// The date `days` after 1970-01-01: the inverse of [`days_from_civil`], in the same eras.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 /// `at` on the monotonic clock the run uses (now, if it has passed).
 pub fn instant(at: SystemTime) -> Instant {
     let (now, wall) = (Instant::now(), SystemTime::now());
@@ -154,6 +179,18 @@ mod tests {
         assert_eq!(unix("1796187600"), Some(1_796_187_600.0));
         assert_eq!(unix("2000-02-29T23:59:59.25Z"), Some(951_868_799.25));
         assert_eq!(unix("1796187600.5"), Some(1_796_187_600.5));
+    }
+
+    #[test]
+    fn a_moment_written_out_reads_back_the_same() {
+        assert_eq!(rfc3339_of(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_of(1_796_187_600.25), "2026-12-02T05:00:00.250Z");
+        assert_eq!(rfc3339_of(951_868_799.0), "2000-02-29T23:59:59.000Z");
+        // Every day across several leap years and a century: the two calendars agree.
+        for day in (0..60_000u64).step_by(17) {
+            let seconds = (day * 86_400 + 3_723) as f64 + 0.5;
+            assert_eq!(unix(&rfc3339_of(seconds)), Some(seconds), "day {day}");
+        }
     }
 
     #[test]

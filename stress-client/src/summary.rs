@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::report::{Latency, Report};
+use crate::start_at;
 
 impl Report {
     /// The readable summary.
@@ -41,6 +42,35 @@ impl Report {
             self.closed_by_server,
             self.open_at_end
         );
+        self.write_interval(s);
+    }
+
+    /// When and where the statistics were measured: the line that says whether reports merged from
+    /// several hosts describe one moment.
+    fn write_interval(&self, s: &mut String) {
+        let hosts = match self.host.split(',').count() {
+            _ if self.host.is_empty() => String::new(),
+            1 => format!(" on host {}", self.host),
+            _ => format!(" on hosts {}", self.host),
+        };
+        match (self.interval_start, self.interval_end) {
+            (Some(Some(start)), Some(Some(end))) => {
+                let _ = writeln!(
+                    s,
+                    "measured: {} to {} ({:.3} s){hosts}",
+                    start_at::rfc3339_of(start),
+                    start_at::rfc3339_of(end),
+                    end - start
+                );
+            }
+            (Some(None), _) | (_, Some(None)) => {
+                let _ = writeln!(s, "measured: no moment common to the reports merged{hosts}");
+            }
+            _ if !hosts.is_empty() => {
+                let _ = writeln!(s, "measured{hosts}");
+            }
+            _ => {}
+        }
     }
 
     /// " at ADDRESS" when the target was a name.
@@ -159,4 +189,39 @@ fn show_latency(l: &Latency) -> String {
         "p50 {} p90 {} p99 {} p99.9 {} max {} mean {:.1} ({} samples)",
         l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.count
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured_line(report: &Report) -> Option<String> {
+        report.summary().lines().find(|l| l.starts_with("measured")).map(str::to_owned)
+    }
+
+    #[test]
+    fn the_summary_says_when_and_where_it_measured() {
+        let mut r = Report {
+            command: "echo".into(),
+            host: "load-0".into(),
+            interval_start: Some(Some(1_796_187_600.0)),
+            interval_end: Some(Some(1_796_187_610.25)),
+            ..Report::default()
+        };
+        assert_eq!(
+            measured_line(&r).as_deref(),
+            Some("measured: 2026-12-02T05:00:00.000Z to 2026-12-02T05:00:10.250Z (10.250 s) on host load-0")
+        );
+        r.host = "load-0,load-1".into();
+        assert!(measured_line(&r).unwrap().ends_with(" on hosts load-0,load-1"));
+        // A merge of reports that have no moment in common.
+        (r.interval_start, r.interval_end) = (Some(None), Some(None));
+        assert_eq!(
+            measured_line(&r).as_deref(),
+            Some("measured: no moment common to the reports merged on hosts load-0,load-1")
+        );
+        // A report written before reports had intervals or hosts says nothing of them.
+        (r.interval_start, r.interval_end, r.host) = (None, None, String::new());
+        assert_eq!(measured_line(&r), None);
+    }
 }

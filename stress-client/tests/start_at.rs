@@ -44,7 +44,7 @@ fn interval(report: &serde_json::Value) -> (f64, f64) {
 #[test]
 fn clients_given_one_start_at_measure_the_same_interval() {
     let server = ReactorServer::start();
-    let start_at = unix_now() + 2.0;
+    let start_at = unix_now() + 5.0;
     let args =
         format!("echo --target {} --connections 2 --duration 1 --start-at {start_at:.3} --json", server.addr);
     // Two clients, started apart as a scheduler would start them.
@@ -88,8 +88,11 @@ fn connect_churn_and_child_processes_measure_from_the_start() {
         "churn --duration 0.2",
         "echo --duration 0.2 --processes 2",
         "connect --hold 0.2 --processes 2",
+        "echo --duration 0.2 --blocking",
+        "connect --hold 0.2 --blocking",
     ] {
-        let start_at = unix_now() + 1.0;
+        // Ahead by more than a loaded machine takes to start the client and its children.
+        let start_at = unix_now() + 3.0;
         let out = run(&format!(
             "{command} --target {} --connections 2 --start-at {start_at:.3} --json",
             server.addr
@@ -99,7 +102,48 @@ fn connect_churn_and_child_processes_measure_from_the_start() {
         let (start, end) = interval(&report);
         assert!(start >= start_at - 0.05, "{command}: interval_start {start} is before {start_at}");
         assert!(end >= start + 0.15, "{command}: {report}");
+        if command.starts_with("echo") {
+            assert!(report["messages"].as_u64().unwrap() > 0, "{command}: {report}");
+        }
     }
+}
+
+#[test]
+fn the_readable_summary_and_merge_say_when_and_where_they_measured() {
+    let server = ReactorServer::start();
+    let start_at = unix_now() + 3.0;
+    let args =
+        format!("echo --target {} --connections 1 --duration 0.3 --start-at {start_at:.3}", server.addr);
+    let out = run(&args);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let host = hostname();
+    let line = out.stdout.lines().find(|l| l.starts_with("measured: ")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(line.ends_with(&format!(" on host {host}")), "{line}");
+    // Both ends in the form --start-at takes: YYYY-MM-DDTHH:MM:SS.mmmZ.
+    let words: Vec<&str> = line.split(' ').collect();
+    for moment in [words[1], words[3]] {
+        let b = moment.as_bytes();
+        assert!(b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z', "{line}");
+    }
+
+    let dir = Dir::new("summary");
+    let start_at = unix_now() + 3.0;
+    let json = format!(
+        "echo --target {} --connections 1 --duration 0.3 --start-at {start_at:.3} --json",
+        server.addr
+    );
+    let paths: Vec<String> = std::thread::scope(|s| {
+        let runs = [s.spawn(|| run(&json)), s.spawn(|| run(&json))].map(|h| h.join().unwrap());
+        runs.iter().enumerate().map(|(i, r)| dir.save(&i.to_string(), r)).collect()
+    });
+    let out = run(&format!("merge {} {}", paths[0], paths[1]));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let line = out.stdout.lines().find(|l| l.starts_with("measured: ")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(line.contains(" to ") && line.ends_with(&format!(" on host {host}")), "{line}");
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
 }
 
 #[test]
@@ -116,6 +160,8 @@ fn a_merge_of_reports_measured_apart_warns() {
     assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("do not overlap")), "{warnings:?}");
     assert!(out.stderr.contains("do not overlap"), "{}", out.stderr);
     assert!(merged["interval_start"].is_null() && merged["interval_end"].is_null(), "{merged}");
+    let out = run(&format!("merge {} {}", paths[0], paths[1]));
+    assert!(out.stdout.contains("measured: no moment common to the reports merged"), "{}", out.stdout);
 }
 
 #[test]
@@ -133,8 +179,6 @@ fn a_bad_start_at_is_a_usage_error() {
         assert!(out.stderr.contains(says), "{value}: {}", out.stderr);
     }
     let soon = format!("{:.0}", now + 60.0);
-    for other in ["--warmup 1", "--blocking"] {
-        let out = run(&format!("echo --target 127.0.0.1:1 --start-at {soon} {other}"));
-        assert_eq!(out.code, Some(2), "{other}: {out:?}");
-    }
+    let out = run(&format!("echo --target 127.0.0.1:1 --start-at {soon} --warmup 1"));
+    assert_eq!(out.code, Some(2), "--warmup: {out:?}");
 }
