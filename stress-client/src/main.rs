@@ -34,6 +34,7 @@ mod summary;
 mod tally;
 mod target;
 mod target_process;
+mod udp;
 mod usage;
 
 use std::process::ExitCode;
@@ -122,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Echo(args) => (load::echo(args)?, args.load.json, Box::new(process_name)),
         Command::Connect(args) => (load::connect(args)?, args.load.json, Box::new(process_name)),
         Command::Churn(args) => (load::churn(args)?, args.load.json, Box::new(process_name)),
+        Command::Udp(args) => (udp::run(args)?, args.json, Box::new(process_name)),
         Command::Merge(args) => {
             let reports = args
                 .reports

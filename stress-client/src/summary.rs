@@ -7,6 +7,9 @@ use crate::report::{Latency, Report};
 impl Report {
     /// The readable summary.
     pub fn summary(&self) -> String {
+        if let Some(udp) = &self.udp {
+            return udp.summary(self);
+        }
         let mut s = String::new();
         self.write_connections(&mut s);
         if self.command != "connect" {
