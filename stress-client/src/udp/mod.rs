@@ -146,7 +146,7 @@ fn measure(args: &UdpArgs, target: SocketAddr) -> io::Result<Report> {
         Ok(n) => kernel.client_socket_drops = Some(n),
         Err(e) => kernel.unavailable.push(format!("the client sockets' drops: {e}")),
     }
-    let jitter_sum_us: f64 = combined.jitter_us.iter().sum();
+    let jitter_sum_us = combined.jitter_us.iter().fold(0.0, |sum, j| sum + j);
     let jitter_sockets = combined.jitter_us.len() as u64;
     report.udp = Some(UdpStats {
         sockets: args.sockets,

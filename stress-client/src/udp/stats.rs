@@ -48,7 +48,7 @@ impl UdpStats {
             window: first.window,
             loss_timeout_s: first.loss_timeout_s,
             allow_loss: parts.iter().all(|u| u.allow_loss),
-            jitter_sum_us: parts.iter().map(|u| u.jitter_sum_us).sum(),
+            jitter_sum_us: parts.iter().fold(0.0, |sum, u| sum + u.jitter_sum_us),
             jitter_sockets: parts.iter().map(|u| u.jitter_sockets).sum(),
             kernel: Kernel::merge(&parts.iter().map(|u| &u.kernel).collect::<Vec<_>>()),
             ..UdpStats::default()
