@@ -73,7 +73,10 @@ pub fn run(args: &UdpArgs) -> io::Result<Finished> {
         let explained = udp.kernel.explain(&udp.counts);
         report.diagnosis.extend(explained);
     }
-    judge(&mut report);
+    // A child's report is judged as part of the parent's, once.
+    if args.child_index.is_none() {
+        judge(&mut report);
+    }
     Ok(Finished { report, parts, fell_short: false })
 }
 
