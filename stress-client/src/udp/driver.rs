@@ -21,6 +21,10 @@ use crate::usage::{Usage, Window};
 
 /// How often lost datagrams are settled (freeing their place in a window) and refused sends retried.
 const TICK: Duration = Duration::from_millis(10);
+/// Most datagrams one socket sends in one go when its schedule is behind: the rest follow on the next
+/// loop turn, so that a sender catching up still reads its echoes in between (and does not flood the
+/// server with a burst the rate never asked for).
+const BURST: u32 = 64;
 
 // Timer tags: the kind in the top bits, a socket index below.
 const KIND_SHIFT: u32 = 56;
@@ -255,13 +259,13 @@ impl UdpDriver {
             }
             Some(rate) => {
                 let every = pace::interval(self.plan.sockets, rate);
-                loop {
+                for sent in 0.. {
                     let s = &mut self.sockets[i];
                     let Some(due) = pace::due(s.schedule, every, s.paced) else { break };
-                    if due > now {
+                    if due > now || sent == BURST {
                         if !s.timer {
                             s.timer = true;
-                            ctx.set_timer(due - now, TAG_SEND | i as u64);
+                            ctx.set_timer(due.saturating_duration_since(now), TAG_SEND | i as u64);
                         }
                         break;
                     }

@@ -169,3 +169,60 @@ impl UdpStats {
 pub fn jitter(sum: f64, sockets: u64) -> f64 {
     if sockets == 0 { 0.0 } else { (sum / sockets as f64 * 10.0).round() / 10.0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(counts: Counts, jitter_sum_us: f64, client_drops: u64, server_drops: u64) -> Report {
+        Report {
+            command: "udp".into(),
+            messages: counts.received,
+            udp: Some(UdpStats {
+                counts,
+                jitter_sum_us,
+                jitter_sockets: 1,
+                kernel: Kernel {
+                    client_socket_drops: Some(client_drops),
+                    server_socket_drops: Some(server_drops),
+                    ..Kernel::default()
+                },
+                ..UdpStats::default()
+            }),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn the_books_name_each_broken_invariant() {
+        let good = Counts { sent: 10, received: 7, lost: 3, late: 1, reordered: 2, ..Counts::default() };
+        let r = report(good, 0.0, 0, 0);
+        assert_eq!(r.udp.as_ref().unwrap().books(&r), Vec::<String>::new());
+        let cases: [(Counts, &str); 3] = [
+            (Counts { received: 8, ..good }, "received + lost = 8 + 3 = 11, but sent = 10"),
+            (Counts { late: 4, ..good }, "late = 4 is more than lost = 3"),
+            (Counts { reordered: 8, ..good }, "reordered = 8 is more than received = 7"),
+        ];
+        for (counts, says) in cases {
+            let mut r = report(counts, 0.0, 0, 0);
+            r.messages = good.received;
+            let broken = r.udp.as_ref().unwrap().books(&r);
+            assert!(broken.iter().any(|b| b.contains(says)), "{says:?} not in {broken:?}");
+        }
+    }
+
+    #[test]
+    fn a_merge_adds_counts_and_client_drops_and_keeps_the_largest_server_reading() {
+        let a = Counts { sent: 10, received: 9, lost: 1, duplicated: 2, ..Counts::default() };
+        let b = Counts { sent: 5, received: 5, reordered: 1, ..Counts::default() };
+        let merged = UdpStats::merge(&[report(a, 3.0, 1, 4), report(b, 5.0, 2, 6)]).unwrap();
+        assert_eq!(
+            merged.counts,
+            Counts { sent: 15, received: 14, lost: 1, duplicated: 2, reordered: 1, ..a }
+        );
+        assert_eq!((merged.jitter_sum_us, merged.jitter_sockets, merged.jitter_us), (8.0, 2, 4.0));
+        assert_eq!(merged.kernel.client_socket_drops, Some(3));
+        assert_eq!(merged.kernel.server_socket_drops, Some(6));
+        assert_eq!(UdpStats::merge(&[Report::default()]), None);
+    }
+}
