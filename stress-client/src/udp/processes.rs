@@ -15,6 +15,18 @@ const SPLIT: [&str; 6] = ["--processes", "--sockets", "--rate", "--id-offset", "
 /// Runs the children and returns their reports; fails if one of them produced no report.
 pub fn run(args: &UdpArgs, target: SocketAddr) -> io::Result<Vec<Report>> {
     let parts = u64::from(args.processes).min(args.sockets);
+    if let Some(rate) = args.rate {
+        // Each child parses its part as it would --rate.
+        let least = rate * share(args.sockets, parts, parts - 1) as f64 / args.sockets as f64;
+        if least < crate::cli::MIN_RATE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--rate {rate} over {parts} processes leaves one of them {least} per second: use fewer"
+                ),
+            ));
+        }
+    }
     let base = passed_through(std::env::args_os().skip(1), &SPLIT);
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
