@@ -10,6 +10,8 @@
 /// Host-wide UDP counters, IPv4 and IPv6 summed (each only as far as its file exists).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UdpCounters {
+    /// Datagrams to a port no socket was bound to (answered with ICMP port unreachable).
+    pub no_ports: u64,
     /// Datagrams that could not be delivered to a socket, for any reason (`RcvbufErrors` included).
     pub in_errors: u64,
     /// Datagrams dropped because the receiving socket's buffer was full.
@@ -23,6 +25,7 @@ impl UdpCounters {
     /// namespace that was recreated).
     pub fn since(&self, before: &UdpCounters) -> UdpCounters {
         UdpCounters {
+            no_ports: self.no_ports.saturating_sub(before.no_ports),
             in_errors: self.in_errors.saturating_sub(before.in_errors),
             rcvbuf_errors: self.rcvbuf_errors.saturating_sub(before.rcvbuf_errors),
             sndbuf_errors: self.sndbuf_errors.saturating_sub(before.sndbuf_errors),
@@ -39,6 +42,7 @@ pub fn udp_counters() -> Option<UdpCounters> {
     let mut counters = parse_snmp(&std::fs::read_to_string("/proc/net/snmp").ok()?)?;
     if let Ok(text) = std::fs::read_to_string("/proc/net/snmp6") {
         let six = parse_snmp6(&text);
+        counters.no_ports += six.no_ports;
         counters.in_errors += six.in_errors;
         counters.rcvbuf_errors += six.rcvbuf_errors;
         counters.sndbuf_errors += six.sndbuf_errors;
@@ -57,6 +61,7 @@ fn parse_snmp(text: &str) -> Option<UdpCounters> {
         .collect();
     let find = |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     Some(UdpCounters {
+        no_ports: find("NoPorts")?,
         in_errors: find("InErrors")?,
         rcvbuf_errors: find("RcvbufErrors")?,
         sndbuf_errors: find("SndbufErrors")?,
@@ -73,6 +78,7 @@ fn parse_snmp6(text: &str) -> UdpCounters {
             .unwrap_or(0)
     };
     UdpCounters {
+        no_ports: find("Udp6NoPorts"),
         in_errors: find("Udp6InErrors"),
         rcvbuf_errors: find("Udp6RcvbufErrors"),
         sndbuf_errors: find("Udp6SndbufErrors"),
@@ -91,14 +97,21 @@ mod tests {
                     UdpLite: 1 1 1 1 1 1\n";
         assert_eq!(
             parse_snmp(text),
-            Some(UdpCounters { in_errors: 9816, rcvbuf_errors: 9815, sndbuf_errors: 3 })
+            Some(UdpCounters { no_ports: 0, in_errors: 9816, rcvbuf_errors: 9815, sndbuf_errors: 3 })
         );
         assert_eq!(parse_snmp("Udp: InErrors\nUdp: x\n"), None);
-        let six = "Udp6InDatagrams                 \t5\nUdp6InErrors \t7\nUdp6RcvbufErrors\t6\n";
-        assert_eq!(parse_snmp6(six), UdpCounters { in_errors: 7, rcvbuf_errors: 6, sndbuf_errors: 0 });
-        let later = UdpCounters { in_errors: 10, rcvbuf_errors: 9, sndbuf_errors: 0 };
-        let earlier = UdpCounters { in_errors: 4, rcvbuf_errors: 9, sndbuf_errors: 1 };
-        assert_eq!(later.since(&earlier), UdpCounters { in_errors: 6, rcvbuf_errors: 0, sndbuf_errors: 0 });
+        let six =
+            "Udp6InDatagrams                 \t5\nUdp6NoPorts\t2\nUdp6InErrors \t7\nUdp6RcvbufErrors\t6\n";
+        assert_eq!(
+            parse_snmp6(six),
+            UdpCounters { no_ports: 2, in_errors: 7, rcvbuf_errors: 6, sndbuf_errors: 0 }
+        );
+        let later = UdpCounters { no_ports: 3, in_errors: 10, rcvbuf_errors: 9, sndbuf_errors: 0 };
+        let earlier = UdpCounters { no_ports: 1, in_errors: 4, rcvbuf_errors: 9, sndbuf_errors: 1 };
+        assert_eq!(
+            later.since(&earlier),
+            UdpCounters { no_ports: 2, in_errors: 6, rcvbuf_errors: 0, sndbuf_errors: 0 }
+        );
     }
 
     #[cfg(target_os = "linux")]

@@ -20,6 +20,9 @@ pub struct Kernel {
     /// Datagrams dropped at the server's socket (the target's port, when the server runs on this
     /// host) because its receive buffer was full, over the run.
     pub server_socket_drops: Option<u64>,
+    /// The host's `Udp NoPorts` rise over the run: datagrams to a port no socket was bound to.
+    #[serde(default)]
+    pub host_no_ports: Option<u64>,
     /// The host's `Udp InErrors` rise over the run (every process's sockets).
     pub host_in_errors: Option<u64>,
     /// The host's `Udp RcvbufErrors` rise over the run.
@@ -72,6 +75,7 @@ impl Before {
         match (self.host, hostinfo::udp_counters()) {
             (Some(before), Some(after)) => {
                 let rise = after.since(&before);
+                kernel.host_no_ports = Some(rise.no_ports);
                 kernel.host_in_errors = Some(rise.in_errors);
                 kernel.host_rcvbuf_errors = Some(rise.rcvbuf_errors);
                 kernel.host_sndbuf_errors = Some(rise.sndbuf_errors);
@@ -105,6 +109,7 @@ impl Kernel {
         Kernel {
             client_socket_drops: sum(|k| k.client_socket_drops),
             server_socket_drops: max(|k| k.server_socket_drops),
+            host_no_ports: max(|k| k.host_no_ports),
             host_in_errors: max(|k| k.host_in_errors),
             host_rcvbuf_errors: max(|k| k.host_rcvbuf_errors),
             host_sndbuf_errors: max(|k| k.host_sndbuf_errors),
@@ -138,6 +143,12 @@ impl Kernel {
                      way, or back only corrupted ({})",
                     c.lost - seen,
                     c.corrupted
+                ));
+            }
+            if let Some(n) = self.host_no_ports.filter(|n| *n > 0) {
+                line.push_str(&format!(
+                    "; the host's NoPorts rose by {n}: datagrams to a port no socket listened on (is the server \
+                     serving UDP?)"
                 ));
             }
             lines.push(line);
