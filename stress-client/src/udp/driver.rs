@@ -128,6 +128,8 @@ pub struct UdpDriver {
     started: Instant,
     measure_from: Instant,
     measure_to: Option<Instant>,
+    /// Open loop: the schedule ends here (the end of the run), however late the loop gets to it.
+    send_until: Instant,
     usage: Window,
     drops: Result<u64, String>,
     bind_error: Option<io::Error>,
@@ -151,6 +153,7 @@ impl UdpDriver {
             started: now,
             measure_from: now,
             measure_to: None,
+            send_until: now,
             usage: Window::default(),
             drops: Err("the run did not end".to_owned()),
             bind_error: None,
@@ -199,6 +202,7 @@ impl UdpDriver {
             return;
         }
         self.phase = Phase::Sending;
+        self.send_until = self.started + until_start + self.plan.duration;
         ctx.set_timer(until_start + self.plan.duration, TAG_END);
         ctx.set_timer(TICK, TAG_TICK);
         self.read_usage_edges(ctx.now());
@@ -262,6 +266,9 @@ impl UdpDriver {
                 for sent in 0.. {
                     let s = &mut self.sockets[i];
                     let Some(due) = pace::due(s.schedule, every, s.paced) else { break };
+                    if due >= self.send_until {
+                        break;
+                    }
                     if due > now || sent == BURST {
                         if !s.timer {
                             s.timer = true;
@@ -325,7 +332,7 @@ impl UdpDriver {
                 .map(|(at, found, expected)| format!("byte {at} is 0x{found:02x}, expected 0x{expected:02x}"))
         };
         match s.seq.arrive(h.seq, h.stamp, bad.is_none(), now_ns, &mut self.counts) {
-            super::track::Arrival::Known(Some(times)) => {
+            Arrival::Known(Some(times)) => {
                 tally::record(&mut self.latency, Duration::from_nanos(times.latency_ns));
                 s.jitter.add(times.transit_ns);
             }
