@@ -7,8 +7,9 @@
 //! report is still printed, and names the connection and byte offset; 4 (`echo`, `connect`, `churn`)
 //! some connections could not be made, and neither `--allow-errors` nor `--until-failure` said that
 //! was expected — the report is printed, and a warning in it says how many and why; 5 (`echo`,
-//! `connect`, `churn`, `udp`, `merge`) the report's books do not balance (see `books`): its numbers cannot be
-//! trusted — the report is printed, and its warnings say which invariant failed. 5 wins over 3 and 4.
+//! `connect`, `churn`, `udp`, `merge`) the report's books do not balance (see `books`): its numbers
+//! cannot be trusted — the report is printed, and its warnings say which invariant failed. 5 wins
+//! over 3 and 4.
 
 mod backlog;
 mod blocking;
