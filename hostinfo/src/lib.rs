@@ -10,6 +10,7 @@
 //! | `errno` | [`errno_name`]: `EMFILE`, `ECONNREFUSED`… | every Unix |
 //! | `fd_limit` | [`FdLimit`]: RLIMIT_NOFILE, and raising it | every Unix |
 //! | `proc_net` | [`tcp_states`], [`listen_counters`], [`udp_drops`] from `/proc/net` | Linux only |
+//! | `udp_counters` | [`udp_counters`]: `InErrors`, `RcvbufErrors`, `SndbufErrors` from `/proc/net/snmp` | Linux only |
 //! | `machine` | [`sysctl`], [`somaxconn`], [`file_max`], [`local_port_range`], [`cpus`]… | every Unix |
 //! | `resolve` | [`resolve`]: the addresses of `HOST:PORT` | every Unix |
 //! | [`process`] | memory, threads, CPU time, descriptors of one process from `/proc/PID` | Linux only |
@@ -30,12 +31,14 @@ mod proc_net;
 #[cfg(target_os = "linux")]
 pub mod process;
 mod resolve;
+mod udp_counters;
 
 pub use errno::errno_name;
 pub use fd_limit::{FdLimit, fd_limit, raise_fd_limit, raise_hard_fd_limit};
 pub use machine::{cpus, file_max, kernel_release, local_port_range, somaxconn, sysctl, sysctl_u64};
-pub use proc_net::{ListenCounters, TcpStates, listen_counters, tcp_states, udp_drops};
+pub use proc_net::{ListenCounters, TcpStates, listen_counters, tcp_states, udp_drops, udp_drops_on};
 pub use resolve::resolve;
+pub use udp_counters::{UdpCounters, udp_counters};
 
 /// The error of a reader whose source this OS does not have: `what` names the fact.
 fn not_available(what: &str) -> std::io::Error {

@@ -99,8 +99,14 @@ impl fmt::Display for TcpStates {
 /// these drops any other way: they happen before the datagram reaches the socket. Linux only: elsewhere
 /// an [`io::ErrorKind::Unsupported`] error.
 pub fn udp_drops(port: u16) -> io::Result<u64> {
+    udp_drops_on(&[port])
+}
+
+/// [`udp_drops`] summed over the sockets bound to any of `ports` (one read of each file however many
+/// ports: a client with many sockets asks once).
+pub fn udp_drops_on(ports: &[u16]) -> io::Result<u64> {
     if !HERE {
-        return Err(crate::not_available(&format!("UDP drops on port {port} (/proc/net/udp)")));
+        return Err(crate::not_available(&format!("UDP drops on ports {ports:?} (/proc/net/udp)")));
     }
     let mut drops = 0;
     let mut read_any = None;
@@ -108,12 +114,7 @@ pub fn udp_drops(port: u16) -> io::Result<u64> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 read_any = Some(Ok(()));
-                for line in text.lines().skip(1) {
-                    let fields: Vec<&str> = line.split_whitespace().collect();
-                    if fields.get(1).and_then(|f| port_of(f)) == Some(port) {
-                        drops += fields.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
-                    }
-                }
+                drops += drops_in(&text, ports);
             }
             Err(e) => {
                 read_any.get_or_insert(Err(e));
@@ -121,6 +122,19 @@ pub fn udp_drops(port: u16) -> io::Result<u64> {
         }
     }
     read_any.unwrap_or(Ok(())).map(|()| drops)
+}
+
+/// The `drops` column (the last) of the lines of a `/proc/net/udp` text whose local port is one of
+/// `ports`, summed.
+fn drops_in(text: &str, ports: &[u16]) -> u64 {
+    let mut drops = 0;
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1).and_then(|f| port_of(f)).is_some_and(|p| ports.contains(&p)) {
+            drops += fields.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    drops
 }
 
 /// The port of an `ADDRESS:PORT` field of `/proc/net/tcp` (both in hex).
@@ -203,6 +217,16 @@ mod tests {
         assert_eq!(states.count("TIME_WAIT"), 0);
         assert_eq!(states.accept_queue, 3);
         assert_eq!(states.to_string(), "ESTABLISHED 1, LISTEN 1");
+    }
+
+    #[test]
+    fn sums_the_drops_of_the_ports_asked_for() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                    4877: 0100007F:D18F 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 46929 2 0000000053d0e7fb 12\n\
+                    5022: 0100007F:9220 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 46928 2 0000000091cc5946 5\n\
+                    5023: 0100007F:9221 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 46928 2 0000000091cc5946 100\n";
+        assert_eq!(drops_in(text, &[0xD18F, 0x9220]), 17);
+        assert_eq!(drops_in(text, &[1]), 0);
     }
 
     #[cfg(target_os = "linux")]

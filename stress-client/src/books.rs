@@ -89,6 +89,9 @@ pub fn check(report: &Report) -> Vec<String> {
         let all = r.errors.get(kind).copied().unwrap_or(0);
         expect(n <= all, format!("connect_errors.{kind} = {n} is more than errors.{kind} = {all}"));
     }
+    if let Some(udp) = &r.udp {
+        broken.extend(udp.books(r));
+    }
     broken
 }
 

@@ -61,6 +61,10 @@ pub enum Command {
     /// Connect, echo one message, close, repeat: connections per second.
     #[command(after_help = EXIT_CODES)]
     Churn(ChurnArgs),
+    /// Datagrams to a UDP echo server, every one accounted for: received, lost, late, duplicated,
+    /// reordered, corrupted; latency, jitter, and where the kernel dropped them.
+    #[command(after_help = EXIT_CODES)]
+    Udp(crate::udp::UdpArgs),
 }
 
 impl Command {
@@ -71,7 +75,7 @@ impl Command {
             Command::Echo(a) => Some((&a.load, a.load.connections.unwrap_or(DEFAULT_CONNECTIONS), a.rate)),
             Command::Connect(a) => Some((&a.load, a.connections(), None)),
             Command::Churn(a) => Some((&a.load, a.load.connections.unwrap_or(DEFAULT_CONNECTIONS), None)),
-            Command::Backlog(_) | Command::Sockets(_) | Command::Merge(_) => None,
+            Command::Backlog(_) | Command::Sockets(_) | Command::Merge(_) | Command::Udp(_) => None,
         }
     }
 }
@@ -232,7 +236,7 @@ pub struct SocketsArgs {
 /// `merge`.
 #[derive(Clone, Debug, Args)]
 pub struct MergeArgs {
-    /// JSON reports written by `echo`, `connect` or `churn` with `--json`.
+    /// JSON reports written by `echo`, `connect`, `churn` or `udp` with `--json`.
     #[arg(required = true, value_name = "REPORT.json")]
     pub reports: Vec<PathBuf>,
     /// Print one JSON object.
@@ -241,18 +245,18 @@ pub struct MergeArgs {
 }
 
 /// The length of a run: [`MIN_RUN_SECONDS`] to [`MAX_SECONDS`].
-fn run_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn run_seconds(text: &str) -> Result<Duration, String> {
     seconds(text, MIN_RUN_SECONDS)
 }
 
 /// A wait that may be nothing (`--warmup`, `--hold`): 0 to [`MAX_SECONDS`].
-fn seconds_or_zero(text: &str) -> Result<Duration, String> {
+pub(crate) fn seconds_or_zero(text: &str) -> Result<Duration, String> {
     seconds(text, 0.0)
 }
 
 /// Seconds from `min` to [`MAX_SECONDS`] as a `Duration`; the one parser behind every option in seconds,
 /// so that no value it accepts can overflow the arithmetic on instants that follows.
-fn seconds(text: &str, min: f64) -> Result<Duration, String> {
+pub(crate) fn seconds(text: &str, min: f64) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
         Ok(v) if (min..=MAX_SECONDS).contains(&v) => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!("expected seconds from {min} to {MAX_SECONDS} (one year)")),
@@ -260,7 +264,7 @@ fn seconds(text: &str, min: f64) -> Result<Duration, String> {
 }
 
 /// A rate per second: [`MIN_RATE`] to [`MAX_RATE`], so that its inverse is an interval `Duration` holds.
-fn per_second(text: &str) -> Result<f64, String> {
+pub(crate) fn per_second(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(v) if (MIN_RATE..=MAX_RATE).contains(&v) => Ok(v),
         _ => Err(format!("expected a rate per second from {MIN_RATE} to {MAX_RATE}")),
@@ -279,7 +283,7 @@ fn size(text: &str) -> Result<usize, String> {
 /// of range is refused in the same words as the seconds, rates and sizes ("expected ... from MIN to
 /// MAX"), naming its flag (clap adds the flag; `allow_negative_numbers` lets `-1` reach this parser
 /// rather than be taken for a flag).
-fn whole<T: TryFrom<u64>, const MIN: u64, const MAX: u64>(text: &str) -> Result<T, String> {
+pub(crate) fn whole<T: TryFrom<u64>, const MIN: u64, const MAX: u64>(text: &str) -> Result<T, String> {
     text.trim()
         .parse::<u64>()
         .ok()

@@ -7,8 +7,9 @@
 //! report is still printed, and names the connection and byte offset; 4 (`echo`, `connect`, `churn`)
 //! some connections could not be made, and neither `--allow-errors` nor `--until-failure` said that
 //! was expected — the report is printed, and a warning in it says how many and why; 5 (`echo`,
-//! `connect`, `churn`, `merge`) the report's books do not balance (see `books`): its numbers cannot be
-//! trusted — the report is printed, and its warnings say which invariant failed. 5 wins over 3 and 4.
+//! `connect`, `churn`, `udp`, `merge`) the report's books do not balance (see `books`): its numbers
+//! cannot be trusted — the report is printed, and its warnings say which invariant failed. 5 wins
+//! over 3 and 4.
 
 mod backlog;
 mod blocking;
@@ -34,6 +35,7 @@ mod summary;
 mod tally;
 mod target;
 mod target_process;
+mod udp;
 mod usage;
 
 use std::process::ExitCode;
@@ -122,6 +124,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Echo(args) => (load::echo(args)?, args.load.json, Box::new(process_name)),
         Command::Connect(args) => (load::connect(args)?, args.load.json, Box::new(process_name)),
         Command::Churn(args) => (load::churn(args)?, args.load.json, Box::new(process_name)),
+        Command::Udp(args) => (udp::run(args)?, args.json, Box::new(process_name)),
         Command::Merge(args) => {
             let reports = args
                 .reports

@@ -23,8 +23,8 @@ const SPLIT: [&str; 8] = [
     "--target",
 ];
 
-/// The command-line arguments without the options in [`SPLIT`] (and `--json`, which children always get).
-fn passed_through(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+/// The command-line arguments without the options in `split` (and `--json`, which children always get).
+pub(crate) fn passed_through(args: impl Iterator<Item = OsString>, split: &[&str]) -> Vec<OsString> {
     let mut kept = Vec::new();
     let mut skip_value = false;
     for arg in args {
@@ -35,7 +35,7 @@ fn passed_through(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
         if text == "--json" {
             continue;
         }
-        if let Some(flag) = SPLIT.iter().find(|f| text.starts_with(*f)) {
+        if let Some(flag) = split.iter().find(|f| text.starts_with(*f)) {
             skip_value = text.len() == flag.len();
             continue;
         }
@@ -45,7 +45,7 @@ fn passed_through(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 }
 
 /// One child's share of `total` (the first `total % parts` get one more).
-fn share(total: u64, parts: u64, index: u64) -> u64 {
+pub(crate) fn share(total: u64, parts: u64, index: u64) -> u64 {
     total / parts + u64::from(index < total % parts)
 }
 
@@ -70,7 +70,7 @@ pub fn run(
     mut sampler: Option<&mut Sampler>,
 ) -> io::Result<Vec<Report>> {
     let parts = u64::from(load.processes).min(connections);
-    let base = passed_through(std::env::args_os().skip(1));
+    let base = passed_through(std::env::args_os().skip(1), &SPLIT);
     let exe = std::env::current_exe()?;
     let sources = load.source_ips.clone().map(|s| s.0).unwrap_or_default();
     let mut children = Vec::new();
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn split_options_are_removed_in_both_spellings() {
         let args = ["echo", "--target", "x", "--connections", "9", "--processes=3", "--json", "--size", "8"];
-        let kept = passed_through(args.iter().map(OsString::from));
+        let kept = passed_through(args.iter().map(OsString::from), &SPLIT);
         assert_eq!(kept, ["echo", "--size", "8"].map(OsString::from));
     }
 

@@ -215,6 +215,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The histograms behind `latency_us` and `connect_us`.
     pub histograms: Histograms,
+    /// `udp`: every datagram accounted for, the jitter, and where the kernel dropped datagrams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<crate::udp::UdpStats>,
 }
 
 impl Report {
@@ -337,6 +340,7 @@ impl Report {
         merged.client = client;
         merged.sockets = reports.last().map(|r| r.sockets.clone()).unwrap_or_default();
         merged.set_histograms(&latency, &connect);
+        merged.udp = crate::udp::UdpStats::merge(reports);
         Ok(merged)
     }
 }

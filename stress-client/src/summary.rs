@@ -8,6 +8,9 @@ use crate::start_at;
 impl Report {
     /// The readable summary.
     pub fn summary(&self) -> String {
+        if let Some(udp) = &self.udp {
+            return udp.summary(self);
+        }
         let mut s = String::new();
         self.write_connections(&mut s);
         if self.command != "connect" {

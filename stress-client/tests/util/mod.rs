@@ -175,6 +175,8 @@ pub struct ReactorServer {
     /// Where it listens, from its `listening on HOST:PORT` line.
     pub addr: SocketAddr,
     child: std::process::Child,
+    /// Kept open: a server that prints more lines (`--udp`) must not find its stdout closed.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
 }
 
 impl ReactorServer {
@@ -198,11 +200,11 @@ impl ReactorServer {
             .spawn()
             .expect("start echo-server");
         let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("first line");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("first line");
         let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
         let addr = addr.unwrap_or_else(|| panic!("echo-server's first line is {line:?}"));
-        ReactorServer { addr, child }
+        ReactorServer { addr, child, _stdout: stdout }
     }
 }
 
