@@ -125,9 +125,11 @@ fn gather(core: &mut Core, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Re
         return Ok(false);
     }
     let batch = datagram.gather.get_or_insert_with(Box::default);
-    if !batch.fits(data.len()) {
-        flush(core, socket.0);
+    if batch.fits(data.len()) {
+        batch.push(data, to);
+        return Ok(true);
     }
+    flush(core, socket.0);
     let Some(batch) = core.datagram(socket.0).and_then(|d| d.gather.as_mut()) else { return Ok(false) };
     if !batch.fits(data.len()) {
         return Ok(false);
