@@ -1,4 +1,4 @@
-//! UDP echo: the same closed-loop datagram load (3 client sockets × 64 datagrams in flight, 64 B each)
+//! UDP echo: the same closed-loop datagram load (2 client sockets × 64 datagrams in flight, 64 B each)
 //! against our `echo-server --udp`, the C yardstick in both forms (`recvfrom`/`sendto` and
 //! `recvmmsg`/`sendmmsg`) and tokio's `UdpSocket`, each pinned to the server core with the load on the
 //! other. For every server:
@@ -25,7 +25,7 @@ use benches::udp::{UdpLoad, UdpRun, UdpServer, UdpServerKind};
 use benches::{BenchResult, fail};
 use serde_json::{Value, json};
 
-const LOAD: UdpLoad = UdpLoad { sockets: 3, window: 64, size: 64, loss_timeout: Duration::from_millis(500) };
+const LOAD: UdpLoad = UdpLoad { sockets: 2, window: 64, size: 64, loss_timeout: Duration::from_millis(200) };
 const ROUNDS: usize = 5;
 
 fn main() {

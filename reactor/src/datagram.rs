@@ -67,11 +67,11 @@ impl Datagram {
     }
 }
 
-/// What the loop keeps for receiving datagrams, next to its shared read buffer.
+/// What the loop keeps for receiving datagrams besides its shared read buffer.
+#[cfg(target_os = "linux")]
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
-    /// The receive batch, allocated at the first readable UDP socket.
-    #[cfg(target_os = "linux")]
+    /// The receive batch, allocated at the first readable UDP socket; taken out while in use.
     batch: Option<Box<crate::sys::RecvBatch>>,
 }
 
@@ -176,7 +176,6 @@ pub(crate) fn on_event<H: Handler>(
     core: &mut Core,
     handler: &mut H,
     buffer: &mut [u8],
-    inbox: &mut Inbox,
     key: Key,
     event: &Event,
 ) {
@@ -188,21 +187,15 @@ pub(crate) fn on_event<H: Handler>(
         handler.on_udp_writable(&mut Context { core }, UdpId(key));
     }
     if event.is_readable() {
-        read(core, handler, buffer, inbox, key);
+        read(core, handler, buffer, key);
     }
 }
 
 /// A UDP socket on the ready list, with datagrams possibly left unread, gets its turn.
-pub(crate) fn read_queued<H: Handler>(
-    core: &mut Core,
-    handler: &mut H,
-    buffer: &mut [u8],
-    inbox: &mut Inbox,
-    key: Key,
-) {
+pub(crate) fn read_queued<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], key: Key) {
     let Some(datagram) = core.datagram(key) else { return };
     datagram.queued = false;
-    read(core, handler, buffer, inbox, key);
+    read(core, handler, buffer, key);
 }
 
 /// Hands one received datagram to the application, or counts it as truncated.
@@ -221,9 +214,18 @@ fn deliver<H: Handler>(core: &mut Core, handler: &mut H, key: Key, data: &[u8], 
 /// Delivers batches until the socket is drained (a short batch) or this turn's share is used up;
 /// what each batch's callbacks sent goes out before the next batch is received.
 #[cfg(target_os = "linux")]
-fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], inbox: &mut Inbox, key: Key) {
+fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], key: Key) {
+    // Lent out of the loop's state, so that the callbacks may have the loop while reading from it.
+    let batch = core.inbox().batch.take();
+    let mut batch = batch.unwrap_or_else(|| Box::new(crate::sys::RecvBatch::new(buffer.len())));
+    read_batches(core, handler, &mut batch, key);
+    core.inbox().batch = Some(batch);
+}
+
+/// Receives and delivers batches for [`read`].
+#[cfg(target_os = "linux")]
+fn read_batches<H: Handler>(core: &mut Core, handler: &mut H, batch: &mut crate::sys::RecvBatch, key: Key) {
     use crate::sys::DATAGRAM_BATCH;
-    let batch = inbox.batch.get_or_insert_with(|| Box::new(crate::sys::RecvBatch::new(buffer.len())));
     let mut taken = 0;
     while taken < DATAGRAMS_PER_TURN {
         let Some(datagram) = core.datagram(key) else { return };
@@ -264,7 +266,7 @@ fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], inbox: 
 
 /// Delivers datagrams one at a time until the socket is empty or this turn's share is used up.
 #[cfg(not(target_os = "linux"))]
-fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], _: &mut Inbox, key: Key) {
+fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], key: Key) {
     for _ in 0..DATAGRAMS_PER_TURN {
         let Some(datagram) = core.datagram(key) else { return };
         match crate::sys::recv_datagram(&datagram.socket, buffer) {

@@ -46,8 +46,6 @@ pub struct EventLoop<H: Handler> {
     handler: H,
     /// The one buffer every connection and UDP socket reads into.
     read_buffer: Box<[u8]>,
-    /// What UDP sockets receive into besides (on Linux, the batch for `recvmmsg`).
-    inbox: datagram::Inbox,
     requests: Arc<Requests>,
     messages: Receiver<H::Message>,
     handle: Handle<H::Message>,
@@ -77,8 +75,7 @@ impl<H: Handler> EventLoop<H> {
         let events = Events::with_capacity(config.events_capacity);
         let read_buffer = vec![0; config.read_buffer].into_boxed_slice();
         let core = Core::new(registry, config);
-        let inbox = datagram::Inbox::default();
-        Ok(EventLoop { poll, events, core, handler, read_buffer, inbox, requests, messages, handle, stats })
+        Ok(EventLoop { poll, events, core, handler, read_buffer, requests, messages, handle, stats })
     }
 
     /// Opens a TCP listener and returns its id and bound address (the real port when asked for port
@@ -189,7 +186,7 @@ impl<H: Handler> EventLoop<H> {
             if event.token() == WAKER {
                 woken = true;
             } else {
-                route(&mut self.core, &mut self.handler, &mut self.read_buffer, &mut self.inbox, event);
+                route(&mut self.core, &mut self.handler, &mut self.read_buffer, event);
             }
         }
         woken
@@ -199,7 +196,6 @@ impl<H: Handler> EventLoop<H> {
     /// Entries parked during this turn wait for the next, so a flooding peer gets one budget per turn.
     fn run_ready(&mut self, count: usize) {
         let (core, handler, buffer) = (&mut self.core, &mut self.handler, &mut self.read_buffer);
-        let inbox = &mut self.inbox;
         for _ in 0..count {
             let Some(key) = core.pop_ready() else { break };
             match core.entry(key) {
@@ -208,7 +204,7 @@ impl<H: Handler> EventLoop<H> {
                     connection::close_scheduled(core, handler);
                 }
                 Some(Entry::Listener(_)) => listener::accept_queued(core, handler, key),
-                Some(Entry::Udp(_)) => datagram::read_queued(core, handler, buffer, inbox, key),
+                Some(Entry::Udp(_)) => datagram::read_queued(core, handler, buffer, key),
                 Some(Entry::Source) | None => {}
             }
         }
@@ -270,13 +266,7 @@ impl<H: Handler> EventLoop<H> {
 }
 
 /// Routes one event to its entry; events for entries that no longer exist are counted and dropped.
-fn route<H: Handler>(
-    core: &mut Core,
-    handler: &mut H,
-    buffer: &mut [u8],
-    inbox: &mut datagram::Inbox,
-    event: &Event,
-) {
+fn route<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], event: &Event) {
     let key = Key::from_token(event.token());
     match core.entry(key) {
         Some(Entry::Connection(_)) => {
@@ -285,7 +275,7 @@ fn route<H: Handler>(
         }
         // Both release what their callbacks close after each callback.
         Some(Entry::Listener(_)) => listener::accept(core, handler, key),
-        Some(Entry::Udp(_)) => datagram::on_event(core, handler, buffer, inbox, key, event),
+        Some(Entry::Udp(_)) => datagram::on_event(core, handler, buffer, key, event),
         Some(Entry::Source) => {
             handler.on_source_ready(&mut Context { core }, SourceId(key), event);
             connection::close_scheduled(core, handler);
