@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the C yardstick (benches/yardstick/epoll_echo.c, a minimal edge-triggered epoll echo loop: the
+# Builds the C yardsticks: benches/yardstick/udp_echo.c into target/yardstick/udp_echo, and
+# the TCP one (benches/yardstick/epoll_echo.c, a minimal edge-triggered epoll echo loop: the
 # cost floor) with `cc -O2` into target/yardstick/epoll_echo, where the benches and scripts/client-cost
 # look for it when YARDSTICK is not set. The benches also build it themselves when it is missing or
 # older than its source. YARDSTICK_SRC names another source to build instead.
@@ -18,3 +19,6 @@ fi
 mkdir -p "$out"
 cc -O2 -Wall -Wextra -o "$out/epoll_echo" "$src"
 echo "built $out/epoll_echo (run the benches with YARDSTICK=$out/epoll_echo, or leave it there)"
+# The UDP yardstick (recvfrom/sendto and recvmmsg/sendmmsg forms), for the udp bench.
+cc -O2 -Wall -Wextra -o "$out/udp_echo" "$root/benches/yardstick/udp_echo.c"
+echo "built $out/udp_echo"

@@ -12,16 +12,11 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use benches::client::EchoClient;
 use benches::report::{self, cell, ratio, report_dir};
-use benches::{BenchResult, Server, ServerKind};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use benches::{BenchResult, Server, ServerKind, trace};
 use serde_json::{Value, json};
 
 const CONNECTIONS: usize = 50;
@@ -31,8 +26,8 @@ fn main() {
     let settings = benches::prepare();
     let traced_messages: u64 = settings.pick(10_000, 30_000);
     let (short, long): (u64, u64) = settings.pick((1_000, 5_000), (2_000, 12_000));
-    let strace = tool_present("strace", "--version");
-    let valgrind = tool_present("valgrind", "--version");
+    let strace = trace::tool_present("strace", "--version");
+    let valgrind = trace::tool_present("valgrind", "--version");
     if !strace {
         println!("note: strace is not installed: no syscalls per message");
     }
@@ -103,54 +98,14 @@ impl Endpoint {
     }
 }
 
-fn tool_present(tool: &str, arg: &str) -> bool {
-    Command::new(tool)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Attaches `strace -c -f` to a warmed-up server, times `messages` echoes, and divides.
 fn syscalls_per_message(run: Endpoint, messages: u64) -> BenchResult<(f64, Value)> {
     let server = run.start(&[])?;
     let mut client = EchoClient::connect_to(&server, CONNECTIONS)?;
     client.run(2_000, SIZE, 1)?;
     let out = report_dir().join(format!("strace-{}.txt", run.name()));
-    let mut strace = Command::new("strace")
-        .args(["-c", "-f", "-p", &server.pid().to_string(), "-o"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start strace: {e}"))?;
-    // strace says "Process N attached" on stderr once it traces every thread.
-    let stderr = strace.stderr.take().ok_or("no stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let attached =
-        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| "strace did not attach within 10 s")?;
-    if !attached.contains("attached") {
-        let _ = strace.kill();
-        return Err(format!("strace: {attached}"));
-    }
-    let run = client.run(messages, SIZE, 1);
-    let _ = kill(Pid::from_raw(strace.id() as i32), Signal::SIGINT);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while matches!(strace.try_wait(), Ok(None)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = strace.kill();
-    let _ = strace.wait();
+    let (run, counts) = trace::strace_during(server.pid(), &out, || client.run(messages, SIZE, 1))?;
     run?;
-    let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let counts = parse_strace_summary(&text);
     let total: u64 = counts.values().sum();
     if total == 0 {
         return Err(format!("no syscalls in {}", out.display()));
@@ -158,21 +113,6 @@ fn syscalls_per_message(run: Endpoint, messages: u64) -> BenchResult<(f64, Value
     let breakdown: serde_json::Map<String, Value> =
         counts.iter().map(|(name, n)| (name.clone(), json!(*n as f64 / messages as f64))).collect();
     Ok((total as f64 / messages as f64, Value::Object(breakdown)))
-}
-
-/// Syscall name → calls, from the table `strace -c` prints. Rows are `% seconds usecs calls [errors]
-/// name`; the errors column is blank when zero, so a row has five or six fields.
-fn parse_strace_summary(text: &str) -> BTreeMap<String, u64> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let name = *fields.last()?;
-            if !(5..=6).contains(&fields.len()) || name == "total" || fields[0].parse::<f64>().is_err() {
-                return None;
-            }
-            Some((name.to_string(), fields[3].parse().ok()?))
-        })
-        .collect()
 }
 
 /// Runs the server under callgrind twice (`short` and `long` messages) and returns the slope.
@@ -186,24 +126,15 @@ fn instructions_per_message(run: Endpoint, short: u64, long: u64) -> BenchResult
 /// Total user-space instructions of one server process that echoed `messages` messages.
 fn instructions(run: Endpoint, messages: u64) -> BenchResult<u64> {
     let out = report_dir().join(format!("callgrind-{}-{messages}.out", run.name()));
-    let wrapper = vec![
-        "valgrind".to_string(),
-        "--tool=callgrind".to_string(),
-        format!("--callgrind-out-file={}", out.display()),
-    ];
     let _ = std::fs::remove_file(&out);
-    let server = run.start(&wrapper)?;
+    let server = run.start(&trace::callgrind_wrapper(&out))?;
     {
         let mut client = EchoClient::connect_to(&server, CONNECTIONS)?;
         client.run(messages, SIZE, 1)?;
     }
     // Callgrind writes its counts when the process ends, by exit or by SIGTERM.
     server.stop(Duration::from_secs(60));
-    let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
-        .and_then(|n| n.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("no instruction total in {}", out.display()))
+    trace::callgrind_total(&out)
 }
 
 fn write_reports(results: &BTreeMap<String, Value>, traced: u64, (short, long): (u64, u64)) {

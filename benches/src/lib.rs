@@ -27,6 +27,8 @@ pub mod servers;
 pub mod settings;
 pub mod stress;
 pub mod throughput;
+pub mod trace;
+pub mod udp;
 
 pub use fail::{BenchResult, fail};
 pub use servers::{Server, ServerKind};

@@ -140,19 +140,28 @@ pub fn ensure_built() {
     }
 }
 
-/// The yardstick's source, in this repository.
-const YARDSTICK_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/yardstick/epoll_echo.c");
+/// The yardsticks' sources, in this repository: the TCP echo loop and the UDP echo (both forms).
+const YARDSTICK_SOURCES: [(&str, &str); 2] = [
+    ("epoll_echo", concat!(env!("CARGO_MANIFEST_DIR"), "/yardstick/epoll_echo.c")),
+    ("udp_echo", concat!(env!("CARGO_MANIFEST_DIR"), "/yardstick/udp_echo.c")),
+];
 
-/// Builds the C yardstick into `target/yardstick/epoll_echo` with `cc -O2`, as
-/// `benches/build-yardstick.sh` does, unless `YARDSTICK` names another or the one there is newer than
-/// its source. Without a C compiler the benches skip it, with a note.
+/// Builds the C yardsticks into `target/yardstick/` with `cc -O2`, as `benches/build-yardstick.sh`
+/// does, each unless the one there is newer than its source (`YARDSTICK` names another TCP yardstick,
+/// which is then not built). Without a C compiler the benches skip them, with a note.
 fn build_yardstick() {
-    if std::env::var_os("YARDSTICK").is_some() {
-        return;
+    for (name, source) in YARDSTICK_SOURCES {
+        if name == "epoll_echo" && std::env::var_os("YARDSTICK").is_some() {
+            continue;
+        }
+        build_c(name, source);
     }
-    let out = target_dir().join("yardstick/epoll_echo");
+}
+
+fn build_c(name: &str, source: &str) {
+    let out = target_dir().join("yardstick").join(name);
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(built), Some(source)) = (modified(&out), modified(Path::new(YARDSTICK_SOURCE)))
+    if let (Some(built), Some(source)) = (modified(&out), modified(Path::new(source)))
         && built >= source
     {
         return;
@@ -160,19 +169,32 @@ fn build_yardstick() {
     if let Some(dir) = out.parent()
         && let Err(e) = std::fs::create_dir_all(dir)
     {
-        eprintln!("note: cannot create {}: {e}; the C yardstick is not built", dir.display());
+        eprintln!("note: cannot create {}: {e}; the C yardstick {name} is not built", dir.display());
         return;
     }
     let status = Command::new("cc")
         .args(["-O2", "-Wall", "-Wextra", "-o"])
         .arg(&out)
-        .arg(YARDSTICK_SOURCE)
+        .arg(source)
         .stdin(Stdio::null())
         .status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => eprintln!("note: building the C yardstick failed ({s}); it is skipped"),
-        Err(e) => eprintln!("note: no C compiler to build the yardstick ({e}); it is skipped"),
+        Ok(s) => eprintln!("note: building the C yardstick {name} failed ({s}); it is skipped"),
+        Err(e) => eprintln!("note: no C compiler to build the yardstick {name} ({e}); it is skipped"),
+    }
+}
+
+/// The C UDP yardstick, `target/yardstick/udp_echo`, as [`ensure_built`] leaves it.
+pub fn udp_yardstick() -> BenchResult<PathBuf> {
+    let path = target_dir().join("yardstick/udp_echo");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the C UDP yardstick is not built ({} is absent; run benches/build-yardstick.sh)",
+            path.display()
+        ))
     }
 }
 
@@ -239,40 +261,13 @@ impl Server {
             args[at + 1] = listen.to_owned();
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut command = if crate::pin::taskset_available() {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &SERVER_CORE.to_string()]);
-            c.args(wrapper);
-            c.arg(&program);
-            c
-        } else {
-            let mut c = Command::new(wrapper.first().map(PathBuf::from).unwrap_or(program.clone()));
-            if !wrapper.is_empty() {
-                c.args(&wrapper[1..]).arg(&program);
-            }
-            c
-        };
-        command.args(&args).env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped());
-        command.stderr(log_file(kind).map(Stdio::from).unwrap_or(Stdio::null()));
-        let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        match first_line(stdout, Duration::from_secs(60)) {
-            Some(line) => match line.trim().strip_prefix("listening on ").and_then(parse_listening) {
-                Some((addr, unix)) => Ok(Server { kind, addr, unix, child }),
-                None => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    Err(format!("{}: expected `listening on HOST:PORT`, got {line:?}", kind.name()))
-                }
-            },
+        let (mut child, line) = spawn_pinned(&program, &args, wrapper, kind.name())?;
+        match line.trim().strip_prefix("listening on ").and_then(parse_listening) {
+            Some((addr, unix)) => Ok(Server { kind, addr, unix, child }),
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(format!(
-                    "{} printed no address within a minute (see {})",
-                    kind.name(),
-                    log_path(kind).display()
-                ))
+                Err(format!("{}: expected `listening on HOST:PORT`, got {line:?}", kind.name()))
             }
         }
     }
@@ -321,13 +316,53 @@ fn parse_listening(text: &str) -> Option<(SocketAddr, Option<PathBuf>)> {
 
 /// Where a server's stderr goes: `target/bench-report/logs/NAME.stderr`.
 pub fn log_path(kind: ServerKind) -> PathBuf {
-    crate::report::report_dir().join("logs").join(format!("{}.stderr", kind.name()))
+    named_log_path(kind.name())
 }
 
-fn log_file(kind: ServerKind) -> Option<File> {
-    let path = log_path(kind);
+fn named_log_path(name: &str) -> PathBuf {
+    crate::report::report_dir().join("logs").join(format!("{name}.stderr"))
+}
+
+fn log_file(name: &str) -> Option<File> {
+    let path = named_log_path(name);
     std::fs::create_dir_all(path.parent()?).ok()?;
     File::create(path).ok()
+}
+
+/// Starts `program` with `args` behind `wrapper` (e.g. `valgrind --tool=callgrind`), pinned to the
+/// server core, its stderr in the log named `name`; returns it with the first line it printed (waiting
+/// up to a minute: valgrind starts slowly). Every server of the benches is started this way.
+pub fn spawn_pinned(
+    program: &Path,
+    args: &[String],
+    wrapper: &[String],
+    name: &str,
+) -> BenchResult<(Child, String)> {
+    let mut command = if crate::pin::taskset_available() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", &SERVER_CORE.to_string()]);
+        c.args(wrapper);
+        c.arg(program);
+        c
+    } else {
+        let mut c = Command::new(wrapper.first().map(PathBuf::from).unwrap_or(program.to_path_buf()));
+        if !wrapper.is_empty() {
+            c.args(&wrapper[1..]).arg(program);
+        }
+        c
+    };
+    command.args(args).env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped());
+    command.stderr(log_file(name).map(Stdio::from).unwrap_or(Stdio::null()));
+    let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    match first_line(stdout, Duration::from_secs(60)) {
+        Some(line) => Ok((child, line)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("{name} printed no address within a minute (see {})", named_log_path(name).display()))
+        }
+    }
 }
 
 /// The child's first stdout line, or `None` if none came within `limit`. The reader thread ends when

@@ -23,7 +23,9 @@ pub struct Config {
     /// Close a connection after this long without reading or writing a byte (also bounds a connect that
     /// never completes). A century or more (`Duration::MAX` included) is in effect `None`.
     pub idle_timeout: Option<Duration>,
-    /// Size of the one read buffer the loop shares between all connections.
+    /// Size of the one read buffer the loop shares between all connections. Also the largest datagram
+    /// a UDP socket delivers (at most 64 KiB): on Linux the loop's receive batch has 64 slots of this
+    /// size (4 MiB by default, allocated at the first datagram, touched only where datagrams land).
     pub read_buffer: usize,
     /// Work a connection may cause in one loop turn before it yields to the others, in bytes: what was
     /// read from it plus what the callbacks for that data wrote to sockets. The rest is read on the next

@@ -302,6 +302,15 @@ impl Context<'_> {
     /// Sends one datagram to `to`. `WouldBlock` means the kernel's buffer is full and the datagram was
     /// not sent (and counted in [`Counters::datagrams_refused`](crate::Counters)): send it again after
     /// [`Handler::on_udp_writable`](crate::Handler::on_udp_writable), or drop it knowingly.
+    ///
+    /// On Linux, a send on the socket whose datagram [`Handler::on_datagram`](crate::Handler::on_datagram)
+    /// is handling is gathered, and the gather goes out with one `sendmmsg` once the receive batch has
+    /// been delivered (earlier when 64 datagrams or 128 KiB are waiting). Then `Ok` means *accepted
+    /// for the batch*, not yet handed to the kernel: the kernel's verdict comes later and is counted —
+    /// `datagrams_out` when taken, `datagrams_refused` when refused (`EAGAIN`, `ENOBUFS`; an `EAGAIN`
+    /// is also followed by `on_udp_writable` when room returns, as for a direct send), and
+    /// `datagrams_failed` for any other error. UDP promises no delivery either way; the counters say
+    /// what the kernel did.
     pub fn send_to(&mut self, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<()> {
         crate::datagram::send_to(self.core, socket, data, to)
     }

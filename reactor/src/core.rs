@@ -20,6 +20,8 @@ use slab::Slab;
 
 use crate::connection::Connection;
 use crate::datagram::Datagram;
+#[cfg(target_os = "linux")]
+use crate::datagram::Inbox;
 use crate::handler::CloseReason;
 use crate::listener::{Hold, Listener};
 use crate::stats::Counters;
@@ -87,6 +89,10 @@ pub(crate) struct Core {
     state: RunState,
     shutdown_requested: Option<Duration>,
     warnings: Warnings,
+    /// What UDP sockets receive into (on Linux, the `recvmmsg` batch), lent out while one socket's
+    /// datagrams are delivered. Kept here rather than passed along, so the stream path is untouched.
+    #[cfg(target_os = "linux")]
+    inbox: Inbox,
 }
 
 impl Core {
@@ -106,6 +112,8 @@ impl Core {
             state: RunState::Running,
             shutdown_requested: None,
             warnings: Warnings::default(),
+            #[cfg(target_os = "linux")]
+            inbox: Inbox::default(),
         }
     }
 
@@ -216,6 +224,12 @@ impl Core {
             Some(Entry::Listener(listener)) => Some(listener),
             _ => None,
         }
+    }
+
+    /// The loop's datagram receive state.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn inbox(&mut self) -> &mut Inbox {
+        &mut self.inbox
     }
 
     pub(crate) fn datagram(&mut self, key: Key) -> Option<&mut Datagram> {

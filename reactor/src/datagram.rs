@@ -1,10 +1,23 @@
 //! UDP sockets: datagrams in, datagrams out, no connections.
 //!
 //! Each datagram stands alone: there is no accept, no stream and no queue. Reading drains the socket
-//! until `WouldBlock` (within a per-turn budget, like connections); a send either hands the whole
-//! datagram to the kernel or fails, and `WouldBlock` is reported to the caller and counted rather than
-//! hidden in an unbounded queue. The socket stays registered for WRITABLE so that a sender refused
-//! with `WouldBlock` hears, through [`Handler::on_udp_writable`], when the kernel has room again.
+//! (within a per-turn budget, like connections); a send either hands the whole datagram to the kernel
+//! or is dropped and counted, never kept in an unbounded queue. The socket stays registered for
+//! WRITABLE so that a sender refused with `WouldBlock` hears, through [`Handler::on_udp_writable`],
+//! when the kernel has room again.
+//!
+//! # Batches (Linux)
+//! On Linux one `recvmmsg` receives up to 64 datagrams into the loop's receive batch (slots of
+//! [`Config::read_buffer`](crate::Config) bytes, at most 64 KiB each), and each is handed to
+//! [`Handler::on_datagram`]. A batch shorter than 64 means the socket is drained: no call is spent on
+//! learning `EAGAIN`. While a batch is delivered, a [`Context::send_to`] on *that* socket is gathered
+//! (at most 64 datagrams and 128 KiB, flushed early when full) and the whole gather goes out with one
+//! `sendmmsg` when the batch has been delivered, before the loop receives again or does anything else.
+//! Sends on other sockets, and sends outside `on_datagram`, go out at once as elsewhere.
+//!
+//! A datagram longer than its slot is cut short by the kernel (`MSG_TRUNC`): it is counted in
+//! `datagrams_truncated` and dropped, never delivered as if whole. Other platforms receive one datagram
+//! at a time with `recvmsg`, with the same truncation rule.
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,11 +41,17 @@ pub(crate) struct Datagram {
     refused: bool,
     /// On the ready list, with datagrams possibly left unread.
     queued: bool,
+    /// A receive batch of this socket is being delivered: sends on it are gathered.
+    #[cfg(target_os = "linux")]
+    gathering: bool,
+    /// Sends gathered during the current batch; allocated at the first one.
+    #[cfg(target_os = "linux")]
+    gather: Option<Box<crate::sys::SendBatch>>,
 }
 
 impl Datagram {
-    /// Sends one datagram; a refusal with `WouldBlock` is remembered, to report the next writable edge.
-    fn send_to(&mut self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+    /// Sends one datagram now; a refusal with `WouldBlock` is remembered, to report the next writable edge.
+    fn send_now(&mut self, data: &[u8], to: SocketAddr) -> io::Result<()> {
         loop {
             match self.socket.send_to(data, to) {
                 Ok(_) => return Ok(()),
@@ -48,32 +67,99 @@ impl Datagram {
     }
 }
 
+/// What the loop keeps for receiving datagrams besides its shared read buffer.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    /// The receive batch, allocated at the first readable UDP socket; taken out while in use.
+    batch: Option<Box<crate::sys::RecvBatch>>,
+}
+
 /// Binds a UDP socket in the loop (see [`Context::bind_udp`](crate::Context::bind_udp)).
 pub(crate) fn bind(core: &mut Core, addr: SocketAddr) -> io::Result<UdpId> {
     let socket = UdpSocket::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))?;
-    let datagram = Datagram { socket, refused: false, queued: false };
+    let datagram = Datagram {
+        socket,
+        refused: false,
+        queued: false,
+        #[cfg(target_os = "linux")]
+        gathering: false,
+        #[cfg(target_os = "linux")]
+        gather: None,
+    };
     core.insert(Entry::Udp(datagram), Interest::READABLE | Interest::WRITABLE).map(UdpId)
 }
 
-/// Sends one datagram and counts it (see [`Context::send_to`](crate::Context::send_to)).
+/// Sends one datagram, or gathers it into the batch being answered (see
+/// [`Context::send_to`](crate::Context::send_to)), and counts it.
 pub(crate) fn send_to(core: &mut Core, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<()> {
-    let result = open(core, socket)?.send_to(data, to);
+    #[cfg(target_os = "linux")]
+    if gather(core, socket, data, to)? {
+        return Ok(());
+    }
+    let result = open(core, socket)?.send_now(data, to);
     let counters = core.counters_mut();
     match &result {
         Ok(()) => {
             counters.datagrams_out += 1;
             counters.bytes_out += data.len() as u64;
         }
-        Err(e) if crate::io_util::would_block(e) => counters.datagrams_refused += 1,
+        Err(e) if refusal(e) => counters.datagrams_refused += 1,
         Err(_) => {}
     }
     result
 }
 
-/// The address a UDP socket is bound to.
-/// Closes a UDP socket.
+/// The kernel had no room for a datagram: `WouldBlock`, or `ENOBUFS` (a full device queue).
+fn refusal(error: &io::Error) -> bool {
+    crate::io_util::would_block(error) || error.raw_os_error() == Some(nix::libc::ENOBUFS)
+}
+
+/// Gathers a send made while the socket's receive batch is delivered; false when the socket is not
+/// gathering (send it now). A full gather is flushed first, so order is kept.
+#[cfg(target_os = "linux")]
+fn gather(core: &mut Core, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<bool> {
+    let datagram = open(core, socket)?;
+    if !datagram.gathering {
+        return Ok(false);
+    }
+    let batch = datagram.gather.get_or_insert_with(Box::default);
+    if batch.fits(data.len()) {
+        batch.push(data, to);
+        return Ok(true);
+    }
+    flush(core, socket.0);
+    let Some(batch) = core.datagram(socket.0).and_then(|d| d.gather.as_mut()) else { return Ok(false) };
+    if !batch.fits(data.len()) {
+        return Ok(false);
+    }
+    batch.push(data, to);
+    Ok(true)
+}
+
+/// Sends what the socket gathered, with one `sendmmsg` where the kernel takes it all, and counts the
+/// outcome. A refusal with `EAGAIN` is reported at the next writable edge, as for a single send.
+#[cfg(target_os = "linux")]
+fn flush(core: &mut Core, key: Key) {
+    let Some(datagram) = core.datagram(key) else { return };
+    let Some(batch) = datagram.gather.as_mut() else { return };
+    if batch.is_empty() {
+        return;
+    }
+    let flushed = batch.flush(&datagram.socket);
+    datagram.refused |= flushed.would_block;
+    let counters = core.counters_mut();
+    counters.datagrams_out += flushed.sent;
+    counters.bytes_out += flushed.bytes;
+    counters.datagrams_refused += flushed.refused;
+    counters.datagrams_failed += flushed.failed;
+}
+
+/// Closes a UDP socket, after sending what it gathered.
 pub(crate) fn close(core: &mut Core, socket: UdpId) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    flush(core, socket.0);
     core.remove(socket.0).map(drop).ok_or_else(|| closed(socket))
 }
 
@@ -112,24 +198,92 @@ pub(crate) fn read_queued<H: Handler>(core: &mut Core, handler: &mut H, buffer: 
     read(core, handler, buffer, key);
 }
 
-/// Delivers datagrams until the socket is empty or this turn's share is used up.
+/// Hands one received datagram to the application, or counts it as truncated.
+fn deliver<H: Handler>(core: &mut Core, handler: &mut H, key: Key, data: &[u8], from: SocketAddr, cut: bool) {
+    let counters = core.counters_mut();
+    if cut {
+        counters.datagrams_truncated += 1;
+        return;
+    }
+    counters.datagrams_in += 1;
+    counters.bytes_in += data.len() as u64;
+    handler.on_datagram(&mut Context { core }, UdpId(key), data, from);
+    crate::connection::close_scheduled(core, handler);
+}
+
+/// Delivers batches until the socket is drained (a short batch) or this turn's share is used up;
+/// what each batch's callbacks sent goes out before the next batch is received.
+#[cfg(target_os = "linux")]
+fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], key: Key) {
+    // Lent out of the loop's state, so that the callbacks may have the loop while reading from it.
+    let batch = core.inbox().batch.take();
+    let mut batch = batch.unwrap_or_else(|| Box::new(crate::sys::RecvBatch::new(buffer.len())));
+    read_batches(core, handler, &mut batch, key);
+    core.inbox().batch = Some(batch);
+}
+
+/// Receives and delivers batches for [`read`].
+#[cfg(target_os = "linux")]
+fn read_batches<H: Handler>(core: &mut Core, handler: &mut H, batch: &mut crate::sys::RecvBatch, key: Key) {
+    use crate::sys::DATAGRAM_BATCH;
+    let mut taken = 0;
+    while taken < DATAGRAMS_PER_TURN {
+        let Some(datagram) = core.datagram(key) else { return };
+        let count = match batch.receive(&datagram.socket) {
+            Ok(count) => count,
+            Err(e) if crate::io_util::would_block(&e) => return,
+            Err(e) => {
+                // EINTR, or an ICMP error from an earlier send (port unreachable) reported here: the
+                // socket is fine. Counted against the budget so that a stream of them cannot hold the turn.
+                if !crate::io_util::interrupted(&e) {
+                    log::debug!("{}: {e}", UdpId(key));
+                }
+                taken += 1;
+                continue;
+            }
+        };
+        datagram.gathering = true;
+        for index in 0..count {
+            let Some((data, received)) = batch.get(index) else { break };
+            let Some(from) = received.from else { continue };
+            deliver(core, handler, key, data, from, received.truncated);
+            if core.datagram(key).is_none() {
+                // Closed by a callback: the rest of this batch has nowhere to go.
+                return;
+            }
+        }
+        flush(core, key);
+        if let Some(datagram) = core.datagram(key) {
+            datagram.gathering = false;
+        }
+        taken += count;
+        if count < DATAGRAM_BATCH {
+            return;
+        }
+    }
+    queue(core, key);
+}
+
+/// Delivers datagrams one at a time until the socket is empty or this turn's share is used up.
+#[cfg(not(target_os = "linux"))]
 fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], key: Key) {
     for _ in 0..DATAGRAMS_PER_TURN {
         let Some(datagram) = core.datagram(key) else { return };
-        match datagram.socket.recv_from(buffer) {
-            Ok((n, from)) => {
-                let counters = core.counters_mut();
-                counters.datagrams_in += 1;
-                counters.bytes_in += n as u64;
-                handler.on_datagram(&mut Context { core }, UdpId(key), &buffer[..n], from);
-                crate::connection::close_scheduled(core, handler);
+        match crate::sys::recv_datagram(&datagram.socket, buffer) {
+            Ok(one) => {
+                let Some(from) = one.from else { continue };
+                deliver(core, handler, key, &buffer[..one.len], from, one.truncated);
             }
             Err(e) if crate::io_util::would_block(&e) => return,
-            Err(e) if crate::io_util::interrupted(&e) => {}
             // ICMP errors from an earlier send (port unreachable) surface here; the socket is fine.
             Err(e) => log::debug!("{}: {e}", UdpId(key)),
         }
     }
+    queue(core, key);
+}
+
+/// Puts a socket with datagrams possibly left on the ready list, once.
+fn queue(core: &mut Core, key: Key) {
     if let Some(datagram) = core.datagram(key)
         && !datagram.queued
     {

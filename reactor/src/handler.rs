@@ -130,7 +130,9 @@ pub trait Handler {
     }
 
     /// A datagram arrived on a UDP socket bound with [`Context::bind_udp`]. `data` lives in the loop's
-    /// shared read buffer; a datagram longer than that buffer was truncated by the kernel.
+    /// receive buffer. A datagram longer than [`Config::read_buffer`](crate::Config) (at most 64 KiB
+    /// on Linux) is cut short by the kernel: it is counted in
+    /// [`Counters::datagrams_truncated`](crate::Counters) and never delivered here.
     fn on_datagram(&mut self, ctx: &mut Context<'_>, socket: UdpId, data: &[u8], from: SocketAddr) {
         let _ = (ctx, socket, data, from);
     }

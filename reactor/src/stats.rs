@@ -92,8 +92,15 @@ pub struct Counters {
     pub datagrams_in: u64,
     /// Datagrams sent on UDP sockets.
     pub datagrams_out: u64,
-    /// Datagram sends refused with `WouldBlock` (the kernel's buffer was full; nothing was sent).
+    /// Datagram sends refused with `WouldBlock` or `ENOBUFS` (the kernel had no room; nothing was sent).
+    /// A send gathered into a batch and refused when the batch was flushed is counted here too.
     pub datagrams_refused: u64,
+    /// Datagrams received longer than the loop's datagram buffer (see
+    /// [`Config::read_buffer`](crate::Config)): cut short by the kernel, so dropped, never delivered.
+    pub datagrams_truncated: u64,
+    /// Gathered datagram sends the kernel failed with an error other than a refusal (for example
+    /// `EMSGSIZE`, or an address of the wrong family): dropped, each counted once.
+    pub datagrams_failed: u64,
 }
 
 impl Counters {
@@ -130,6 +137,8 @@ impl Counters {
             datagrams_in,
             datagrams_out,
             datagrams_refused,
+            datagrams_truncated,
+            datagrams_failed,
         } = other;
         self.accepted += accepted;
         self.connected += connected;
@@ -149,6 +158,8 @@ impl Counters {
         self.datagrams_in += datagrams_in;
         self.datagrams_out += datagrams_out;
         self.datagrams_refused += datagrams_refused;
+        self.datagrams_truncated += datagrams_truncated;
+        self.datagrams_failed += datagrams_failed;
     }
 }
 
@@ -170,6 +181,8 @@ pub(crate) struct Stats {
     datagrams_in: AtomicU64,
     datagrams_out: AtomicU64,
     datagrams_refused: AtomicU64,
+    datagrams_truncated: AtomicU64,
+    datagrams_failed: AtomicU64,
 }
 
 impl Stats {
@@ -191,6 +204,8 @@ impl Stats {
             datagrams_in: load(&self.datagrams_in),
             datagrams_out: load(&self.datagrams_out),
             datagrams_refused: load(&self.datagrams_refused),
+            datagrams_truncated: load(&self.datagrams_truncated),
+            datagrams_failed: load(&self.datagrams_failed),
         }
     }
 
@@ -214,6 +229,8 @@ impl Stats {
         store(&self.datagrams_in, c.datagrams_in);
         store(&self.datagrams_out, c.datagrams_out);
         store(&self.datagrams_refused, c.datagrams_refused);
+        store(&self.datagrams_truncated, c.datagrams_truncated);
+        store(&self.datagrams_failed, c.datagrams_failed);
     }
 }
 

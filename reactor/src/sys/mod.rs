@@ -1,10 +1,19 @@
 //! The platform calls the loop itself makes (send and receive flags, SIGPIPE, readiness rules,
-//! non-blocking connect), one door each. Facts about the host (descriptor limits, `/proc`, errno names) are the
+//! non-blocking connect, batched datagram I/O on Linux), one door each. Facts about the host (descriptor limits, `/proc`, errno names) are the
 //! `hostinfo` crate's, not part of this crate's API.
 
+#[cfg(target_os = "linux")]
+mod mmsg;
 mod readiness;
+#[cfg(not(target_os = "linux"))]
+mod recv_datagram;
 mod socket;
 mod socket_io;
+
+#[cfg(target_os = "linux")]
+pub(crate) use mmsg::{BATCH as DATAGRAM_BATCH, RecvBatch, SendBatch};
+#[cfg(not(target_os = "linux"))]
+pub(crate) use recv_datagram::recv_datagram;
 
 pub(crate) use readiness::{SHORT_READ_DRAINS, STREAM_INTEREST, urgent_data};
 pub(crate) use socket::{connect_nonblocking, no_sigpipe};
