@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::BacklogArgs;
 use crate::environment::Environment;
+use crate::plot::{self, ProbeRecorder};
 
 /// The result of a backlog probe.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,6 +66,11 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
     };
     let mut held = Vec::new();
     let mut stopped_by = "max".to_owned();
+    let mut recorder = args
+        .plot
+        .as_ref()
+        .zip(args.target.port())
+        .map(|(_, port)| ProbeRecorder::new(&args.target.to_string(), port));
     // The first connection tries the target's addresses in order; the rest go where it went.
     // `--target` was parsed as TCP only: there is always an address.
     let Some(mut addr) = args.target.addr() else {
@@ -89,6 +95,9 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
             Ok((socket, used)) => {
                 addr = used;
                 held.push(socket);
+                if let Some(recorder) = recorder.as_mut() {
+                    recorder.completed(held.len() as u64, u64::from(args.max));
+                }
             }
             Err(e) => {
                 stopped_by = if e.kind() == io::ErrorKind::TimedOut {
@@ -112,6 +121,11 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
     let effective = args.backlog.map(|b| somaxconn.map_or(u64::from(b), |m| m.min(u64::from(b))));
     let completed = held.len() as u64;
     let explanation = explain(completed, &stopped_by, effective, timeout);
+    if let (Some(path), Some(recorder)) = (&args.plot, recorder) {
+        // Without --backlog, the kernel's own figure for the listener (Linux).
+        let told = || hostinfo::listen_queues(addr.port()).ok()?.iter().map(|q| q.backlog).max();
+        plot::svg(&recorder.finish(completed, &stopped_by, effective.or_else(told)), path)?;
+    }
     Ok(BacklogReport {
         target: args.target.to_string(),
         target_addr: addr.to_string(),

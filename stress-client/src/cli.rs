@@ -61,6 +61,8 @@ pub enum Command {
     /// Connect, echo one message, close, repeat: connections per second.
     #[command(after_help = EXIT_CODES)]
     Churn(ChurnArgs),
+    /// Watch a port (and the server listening on it) live: sockets by state, accept queue, drops.
+    Watch(crate::watch::WatchArgs),
 }
 
 impl Command {
@@ -71,7 +73,7 @@ impl Command {
             Command::Echo(a) => Some((&a.load, a.load.connections.unwrap_or(DEFAULT_CONNECTIONS), a.rate)),
             Command::Connect(a) => Some((&a.load, a.connections(), None)),
             Command::Churn(a) => Some((&a.load, a.load.connections.unwrap_or(DEFAULT_CONNECTIONS), None)),
-            Command::Backlog(_) | Command::Sockets(_) | Command::Merge(_) => None,
+            Command::Backlog(_) | Command::Sockets(_) | Command::Merge(_) | Command::Watch(_) => None,
         }
     }
 }
@@ -119,6 +121,9 @@ pub struct LoadArgs {
     /// Print one JSON object instead of a readable summary.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the run over time as an SVG picture (not with --processes).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// First connection id (set for child processes, so that ids stay unique across them).
     #[arg(long, default_value_t = 0, hide = true, value_parser = whole::<u64, 0, MAX_CONNECTIONS>, allow_negative_numbers = true)]
     pub id_offset: u64,
@@ -216,6 +221,9 @@ pub struct BacklogArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the accept queue filling as an SVG picture.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 /// `sockets`.
@@ -246,13 +254,13 @@ fn run_seconds(text: &str) -> Result<Duration, String> {
 }
 
 /// A wait that may be nothing (`--warmup`, `--hold`): 0 to [`MAX_SECONDS`].
-fn seconds_or_zero(text: &str) -> Result<Duration, String> {
+pub(crate) fn seconds_or_zero(text: &str) -> Result<Duration, String> {
     seconds(text, 0.0)
 }
 
 /// Seconds from `min` to [`MAX_SECONDS`] as a `Duration`; the one parser behind every option in seconds,
 /// so that no value it accepts can overflow the arithmetic on instants that follows.
-fn seconds(text: &str, min: f64) -> Result<Duration, String> {
+pub(crate) fn seconds(text: &str, min: f64) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
         Ok(v) if (min..=MAX_SECONDS).contains(&v) => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!("expected seconds from {min} to {MAX_SECONDS} (one year)")),

@@ -23,6 +23,7 @@ mod loops;
 mod loss;
 mod message;
 mod pace;
+mod plot;
 mod preflight;
 mod processes;
 mod progress;
@@ -35,6 +36,7 @@ mod tally;
 mod target;
 mod target_process;
 mod usage;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -92,6 +94,18 @@ fn check(cli: &Cli) {
             ));
         }
     }
+    // The timeline is recorded by the thread that counts the connections; children count their own.
+    if let Some((load, _, _)) = cli.command.load()
+        && load.processes > 1
+        && load.plot.is_some()
+    {
+        usage_error(
+            "--plot cannot be used with --processes: each child process counts its own connections and \
+             the parent sees only their final reports; plot a run of one process, or draw the port of a \
+             run of several with `watch --plot`"
+                .to_owned(),
+        );
+    }
     // Each child process is given its part of the rates, and must accept it as its own option.
     if let Some((load, connections, rate)) = cli.command.load()
         && load.processes > 1
@@ -145,6 +159,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Backlog(args) => {
             let report = backlog::run(args)?;
             print(&report, args.json, backlog::BacklogReport::summary)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Watch(args) => {
+            watch::run(args)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Sockets(args) => {

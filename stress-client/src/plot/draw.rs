@@ -1,0 +1,112 @@
+//! Draws a [`Timeline`] as one SVG: a panel per unit, stacked, sharing the time axis.
+
+use std::error::Error;
+use std::io;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::timeline::{Panel, Timeline};
+
+/// Width of the picture, and height of each panel, in pixels.
+const WIDTH: u32 = 1000;
+const PANEL_HEIGHT: u32 = 340;
+
+/// Writes `timeline` to `path` as SVG. Panels with nothing to draw are left out; a timeline with
+/// nothing at all still gives a picture (an empty chart says the run had nothing to show).
+pub fn svg(timeline: &Timeline, path: &Path) -> io::Result<()> {
+    draw(timeline, path)
+        .map_err(|e| io::Error::other(format!("{}: cannot draw the plot: {e}", path.display())))
+}
+
+fn draw(timeline: &Timeline, path: &Path) -> Result<(), Box<dyn Error>> {
+    let mut panels: Vec<Panel> =
+        timeline.panels.iter().cloned().filter_map(|mut p| p.prune().then_some(p)).collect();
+    if panels.is_empty() {
+        panels.push(Panel::new("nothing recorded"));
+    }
+    let end = panels
+        .iter()
+        .flat_map(|p| p.lines.iter().chain(&p.marks))
+        .filter_map(|s| s.points.last().map(|&(t, _)| t))
+        .fold(1.0, f64::max);
+    let height = PANEL_HEIGHT * panels.len() as u32 + 40;
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(&timeline.title, ("sans-serif", 24))?;
+    for (area, panel) in root.split_evenly((panels.len(), 1)).iter().zip(&panels) {
+        draw_panel(area, panel, end)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    panel: &Panel,
+    end: f64,
+) -> Result<(), Box<dyn Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let top = (panel.max() * 1.15).max(1.0);
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..end, 0f64..top)?;
+    let whole = |v: &f64| format!("{v:.0}");
+    let tenths = |v: &f64| format!("{v:.1}");
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc(panel.unit.as_str())
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .y_label_formatter(if top >= 10.0 { &whole } else { &tenths })
+        .draw()?;
+    let mut colour = 0;
+    let mut next = || {
+        colour += 1;
+        Palette99::pick(colour - 1).to_rgba()
+    };
+    for series in &panel.lines {
+        let c = next();
+        chart
+            .draw_series(LineSeries::new(series.points.iter().copied(), c.stroke_width(2)))?
+            .label(series.name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    for marks in &panel.marks {
+        let c = next();
+        chart
+            .draw_series(marks.points.iter().map(|&p| Cross::new(p, 6, c.stroke_width(2))))?
+            .label(marks.name.as_str())
+            .legend(move |(x, y)| Cross::new((x + 10, y), 6, c.stroke_width(2)));
+    }
+    for limit in &panel.limits {
+        let c = RED;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, limit.value), (end, limit.value)],
+                8,
+                5,
+                c.stroke_width(2),
+            ))?
+            .label(limit.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.draw_series(std::iter::once(Text::new(
+            limit.label.clone(),
+            (end * 0.45, limit.value),
+            ("sans-serif", 16).into_font().color(&RED),
+        )))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
