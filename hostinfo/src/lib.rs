@@ -11,7 +11,7 @@
 //! | `fd_limit` | [`FdLimit`]: RLIMIT_NOFILE, and raising it | every Unix |
 //! | `proc_net` | [`tcp_states`], [`listen_counters`], [`udp_drops`] from `/proc/net` | Linux only |
 //! | `machine` | [`sysctl`], [`somaxconn`], [`file_max`], [`local_port_range`], [`cpus`]… | every Unix |
-//! | `sock_diag` | [`listen_queues`]: a listener's accept queue and backlog, over netlink | Linux only |
+//! | `sock_diag` | [`port_sockets`], [`listen_queues`]: a port's sockets and its listeners' backlogs, over netlink | Linux only |
 //! | `resolve` | [`resolve`]: the addresses of `HOST:PORT` | every Unix |
 //! | [`process`] | memory, threads, CPU time, descriptors of one process from `/proc/PID` | Linux only |
 //!
@@ -38,7 +38,7 @@ pub use fd_limit::{FdLimit, fd_limit, raise_fd_limit, raise_hard_fd_limit};
 pub use machine::{cpus, file_max, kernel_release, local_port_range, somaxconn, sysctl, sysctl_u64};
 pub use proc_net::{ListenCounters, TcpStates, listen_counters, tcp_states, udp_drops};
 pub use resolve::resolve;
-pub use sock_diag::{ListenQueue, listen_queues};
+pub use sock_diag::{ListenQueue, listen_queues, port_sockets};
 
 /// The error of a reader whose source this OS does not have: `what` names the fact.
 fn not_available(what: &str) -> std::io::Error {

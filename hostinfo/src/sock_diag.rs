@@ -1,13 +1,22 @@
-//! A listener's backlog, which `/proc/net/tcp` does not print: for a LISTEN socket its `rx_queue` is the
-//! accept queue, but its `tx_queue` is the unsent-bytes count of a connection (always 0 for a listener),
-//! not the backlog. The kernel tells the backlog through its socket-diagnostics netlink interface
-//! (`NETLINK_SOCK_DIAG`, what `ss -lnt` shows as Send-Q): for a listener, `idiag_rqueue` is the accept
-//! queue and `idiag_wqueue` the backlog it was given (already capped at `somaxconn`).
+//! One port's TCP sockets as the kernel's socket-diagnostics netlink interface (`NETLINK_SOCK_DIAG`,
+//! what `ss` reads) tells them, for two things `/proc/net/tcp` cannot give:
 //!
-//! One request per address family, one dump of the listeners back; nothing is held open. Linux only.
+//! - a listener's backlog: for a LISTEN socket `/proc/net/tcp` prints the accept queue as `rx_queue`,
+//!   but its `tx_queue` is the unsent-bytes count of a connection (always 0 for a listener), not the
+//!   backlog. Here, for a listener, `idiag_rqueue` is the accept queue and `idiag_wqueue` the backlog it
+//!   was given (already capped at `somaxconn`), as `ss -lnt` shows them;
+//! - a cost that follows the port, not the machine: the kernel filters the sockets by port before
+//!   answering, where `/proc/net/tcp` formats every socket of the machine as text (seconds, with
+//!   hundreds of thousands of TIME_WAITs), so that watching a port every 250 ms stays cheap.
+//!
+//! One request per address family, one dump back; nothing is held open. Linux only (the parser is
+//! compiled everywhere, so that its tests run everywhere).
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::TcpStates;
 
 /// One listening socket's queue as the kernel keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,15 +33,48 @@ pub struct ListenQueue {
 /// The TCP listeners on local `port` (IPv4 and IPv6) with their accept queues and backlogs. Linux
 /// only: elsewhere an [`io::ErrorKind::Unsupported`] error.
 pub fn listen_queues(port: u16) -> io::Result<Vec<ListenQueue>> {
+    Ok(port_sockets(port)?.1)
+}
+
+/// The TCP sockets (IPv4 and IPv6) whose local or remote port is `port`, counted by state as
+/// [`crate::tcp_states`] counts them, with the listeners on `port` and their queues. Linux only:
+/// elsewhere an [`io::ErrorKind::Unsupported`] error.
+pub fn port_sockets(port: u16) -> io::Result<(TcpStates, Vec<ListenQueue>)> {
     #[cfg(target_os = "linux")]
     {
-        let mut all = linux::dump(linux::AF_INET)?;
-        // A kernel without IPv6 refuses the second family; the IPv4 listeners still stand.
-        all.extend(linux::dump(linux::AF_INET6).unwrap_or_default());
-        Ok(all.into_iter().filter(|q| q.local.port() == port).collect())
+        let mut sockets = linux::dump(linux::AF_INET, port)?;
+        // A kernel without IPv6 refuses the second family; the IPv4 sockets still stand.
+        sockets.extend(linux::dump(linux::AF_INET6, port).unwrap_or_default());
+        let mut states = TcpStates::default();
+        let mut listeners = Vec::new();
+        for socket in sockets {
+            let listening = socket.state == LISTEN && socket.local.port() == port;
+            states.add(socket.state, if listening { socket.rqueue } else { 0 });
+            if listening {
+                listeners.push(ListenQueue {
+                    local: socket.local,
+                    queued: socket.rqueue,
+                    backlog: socket.wqueue,
+                });
+            }
+        }
+        Ok((states, listeners))
     }
     #[cfg(not(target_os = "linux"))]
-    Err(crate::not_available(&format!("the backlog of listeners on port {port} (sock_diag)")))
+    Err(crate::not_available(&format!("the TCP sockets and listeners of port {port} (sock_diag)")))
+}
+
+/// The kernel's number for LISTEN.
+const LISTEN: u8 = 10;
+
+/// One socket of a dump: state, local address, and the two queues (for a listener: accept queue and
+/// backlog).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DiagSocket {
+    state: u8,
+    local: SocketAddr,
+    rqueue: u64,
+    wqueue: u64,
 }
 
 /// Bytes of a netlink message header.
@@ -43,8 +85,8 @@ const DIAG_MSG: usize = 72;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
-/// Reads the listeners out of one datagram of a dump: `Ok(true)` when the dump is done.
-fn parse(datagram: &[u8], into: &mut Vec<ListenQueue>) -> io::Result<bool> {
+/// Reads the sockets out of one datagram of a dump: `Ok(true)` when the dump is done.
+fn parse(datagram: &[u8], into: &mut Vec<DiagSocket>) -> io::Result<bool> {
     let mut rest = datagram;
     while rest.len() >= NLMSG_HEADER {
         let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
@@ -69,7 +111,7 @@ fn parse(datagram: &[u8], into: &mut Vec<ListenQueue>) -> io::Result<bool> {
 
 /// One `struct inet_diag_msg`: family, state, timer, retrans, the socket id (ports big-endian, then
 /// addresses), expires, rqueue, wqueue, uid, inode.
-fn parse_msg(body: &[u8]) -> Option<ListenQueue> {
+fn parse_msg(body: &[u8]) -> Option<DiagSocket> {
     if body.len() < DIAG_MSG {
         return None;
     }
@@ -80,7 +122,7 @@ fn parse_msg(body: &[u8]) -> Option<ListenQueue> {
         _ => return None,
     };
     let word = |at: usize| u64::from(u32::from_ne_bytes(body[at..at + 4].try_into().expect("4 bytes")));
-    Some(ListenQueue { local: SocketAddr::new(ip, port), queued: word(56), backlog: word(60) })
+    Some(DiagSocket { state: body[1], local: SocketAddr::new(ip, port), rqueue: word(56), wqueue: word(60) })
 }
 
 #[cfg(target_os = "linux")]
@@ -90,7 +132,7 @@ mod linux {
 
     use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket};
 
-    use super::{ListenQueue, NLMSG_HEADER, parse};
+    use super::{DiagSocket, NLMSG_HEADER, parse};
 
     pub const AF_INET: u8 = 2;
     pub const AF_INET6: u8 = 10;
@@ -103,23 +145,26 @@ mod linux {
     /// Datagrams one dump may take before it is given up on: a dump of listeners only is a few.
     const MOST_DATAGRAMS: usize = 10_000;
 
-    /// Every TCP listener of one address family.
-    pub fn dump(family: u8) -> io::Result<Vec<ListenQueue>> {
+    /// Every TCP socket of one address family whose local or remote port is `port`.
+    pub fn dump(family: u8, port: u16) -> io::Result<Vec<DiagSocket>> {
         let fd = socket(
             AddressFamily::Netlink,
             SockType::Datagram,
             SockFlag::SOCK_CLOEXEC,
             SockProtocol::NetlinkSockDiag,
         )?;
-        let mut request = Vec::with_capacity(NLMSG_HEADER + REQ);
-        request.extend(((NLMSG_HEADER + REQ) as u32).to_ne_bytes());
+        let filter = filter(port);
+        let length = NLMSG_HEADER + REQ + filter.len();
+        let mut request = Vec::with_capacity(length);
+        request.extend((length as u32).to_ne_bytes());
         request.extend(REQUEST.to_ne_bytes());
         request.extend(FLAGS.to_ne_bytes());
         request.extend(1u32.to_ne_bytes()); // sequence
         request.extend(0u32.to_ne_bytes()); // port id: the kernel's
         request.extend([family, 6, 0, 0]); // family, IPPROTO_TCP, no extensions, padding
-        request.extend((1u32 << 10).to_ne_bytes()); // states: LISTEN (10) only
+        request.extend(u32::MAX.to_ne_bytes()); // every state
         request.resize(NLMSG_HEADER + REQ, 0); // any socket id
+        request.extend(filter);
         send(fd.as_raw_fd(), &request, MsgFlags::empty())?;
         let mut found = Vec::new();
         let mut buffer = vec![0u8; 32 * 1024];
@@ -130,6 +175,30 @@ mod linux {
             }
         }
         Err(io::Error::other("the sock_diag dump did not end"))
+    }
+
+    /// The `INET_DIAG_REQ_BYTECODE` attribute that keeps the sockets whose local or remote port is
+    /// `port`. Each op is `{code, yes, no}`, jumps in bytes from the op; a port test is followed by an
+    /// op whose `no` holds the port. Reaching the end exactly accepts, 4 bytes past it rejects, and the
+    /// kernel requires every op to lie on the chain of `yes` jumps: hence `ss`'s shape for "A or B",
+    /// "A (yes: on to JMP; no: to B), JMP (always on to the end), B (yes: the end; no: reject)".
+    fn filter(port: u16) -> Vec<u8> {
+        /// `INET_DIAG_BC_JMP`, `INET_DIAG_BC_S_EQ`, `INET_DIAG_BC_D_EQ`, and the attribute's type.
+        const JMP: u8 = 1;
+        const S_EQ: u8 = 11;
+        const D_EQ: u8 = 12;
+        const BYTECODE: u16 = 1;
+        let op = |code: u8, yes: u8, no: u16| {
+            let mut op = vec![code, yes];
+            op.extend(no.to_ne_bytes());
+            op
+        };
+        let program =
+            [op(S_EQ, 8, 12), op(0, 0, port), op(JMP, 4, 12), op(D_EQ, 8, 12), op(0, 0, port)].concat();
+        let mut attribute = ((4 + program.len()) as u16).to_ne_bytes().to_vec();
+        attribute.extend(BYTECODE.to_ne_bytes());
+        attribute.extend(program);
+        attribute
     }
 }
 
@@ -147,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_dump_gives_address_queue_and_backlog() {
-        let mut body = vec![2, 10, 0, 0, 0x1F, 0x90, 0, 0, 127, 0, 0, 1];
+        let mut body = vec![2, LISTEN, 0, 0, 0x1F, 0x90, 0, 0, 127, 0, 0, 1];
         body.resize(56, 0);
         body.extend(3u32.to_ne_bytes());
         body.extend(128u32.to_ne_bytes());
@@ -156,10 +225,8 @@ mod tests {
         datagram.extend(message(NLMSG_DONE, &[0; 4]));
         let mut found = Vec::new();
         assert!(parse(&datagram, &mut found).unwrap());
-        assert_eq!(
-            found,
-            [ListenQueue { local: "127.0.0.1:8080".parse().unwrap(), queued: 3, backlog: 128 }]
-        );
+        let local = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(found, [DiagSocket { state: LISTEN, local, rqueue: 3, wqueue: 128 }]);
         let error = message(NLMSG_ERROR, &(-13i32).to_ne_bytes());
         assert_eq!(parse(&error, &mut found).unwrap_err().raw_os_error(), Some(13));
         assert!(parse(&datagram[..20], &mut found).is_err(), "truncated");
@@ -181,5 +248,11 @@ mod tests {
             queues = listen_queues(local.port()).unwrap();
         }
         assert_eq!(queues, [ListenQueue { local, queued: 1, backlog: 7 }]);
+        // Both ends of the connection, and the listener; not another port's listener.
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (states, _) = port_sockets(local.port()).unwrap();
+        assert_eq!(port_sockets(other.local_addr().unwrap().port()).unwrap().0.count("LISTEN"), 1);
+        assert_eq!(states, crate::tcp_states(local.port()).unwrap());
+        assert_eq!((states.count("ESTABLISHED"), states.count("LISTEN"), states.accept_queue), (2, 1, 1));
     }
 }
