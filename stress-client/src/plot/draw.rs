@@ -95,11 +95,9 @@ where
             ))?
             .label(limit.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(std::iter::once(Text::new(
-            limit.label.clone(),
-            (end * 0.45, limit.value),
-            ("sans-serif", 16).into_font().color(&RED),
-        )))?;
+        // Just above the line, in pixels, so that the line does not strike the label through.
+        let label = Text::new(limit.label.clone(), (0, -20), ("sans-serif", 16).into_font().color(&RED));
+        chart.draw_series(std::iter::once(EmptyElement::at((end * 0.45, limit.value)) + label))?;
     }
     chart
         .configure_series_labels()

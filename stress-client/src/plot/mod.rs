@@ -11,3 +11,11 @@ pub use draw::svg;
 pub use probe::ProbeRecorder;
 pub use record::Recorder;
 pub use timeline::{Panel, Timeline};
+
+/// The sockets of `port` by state, with its listeners' queues and backlogs: from sock_diag, whose cost
+/// follows the port; where it is refused, from `/proc/net/tcp`, without the backlogs (`None`).
+pub fn port_sockets(port: u16) -> std::io::Result<(hostinfo::TcpStates, Option<Vec<hostinfo::ListenQueue>>)> {
+    hostinfo::port_sockets(port)
+        .map(|(states, listeners)| (states, Some(listeners)))
+        .or_else(|_| hostinfo::tcp_states(port).map(|states| (states, None)))
+}

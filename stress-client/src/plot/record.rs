@@ -11,9 +11,13 @@ use crate::report::Report;
 
 use super::timeline::{Panel, Timeline};
 
-/// How often a run records a point. Reading the port's sockets costs a pass over `/proc/net/tcp`, which
-/// churn fills with TIME_WAITs: twice a second keeps that small.
-const EVERY: Duration = Duration::from_millis(500);
+/// How often a run records a point.
+const EVERY: Duration = Duration::from_millis(250);
+
+/// Reading the port's sockets may cost more than the rest (from `/proc/net/tcp`, where sock_diag is
+/// refused, it is a pass over every socket of the machine): they are read at most once per this many
+/// times what the last read took, so that recording never takes more than a tenth of the thread.
+const SOCKETS_COST_SHARE: u32 = 10;
 
 /// Panels of a load run's picture, top to bottom.
 const CONNECTIONS: usize = 0;
@@ -26,6 +30,8 @@ pub struct Recorder {
     started: Instant,
     last: Option<Instant>,
     port: Option<u16>,
+    /// When the port's sockets may be read next.
+    sockets_due: Instant,
     /// The last point's time and messages, for the rate.
     previous: (f64, u64),
     kinds: ErrorCounts,
@@ -41,6 +47,7 @@ impl Recorder {
             started: Instant::now(),
             last: None,
             port,
+            sockets_due: Instant::now(),
             previous: (0.0, 0),
             kinds: ErrorCounts::new(),
             timeline: Timeline {
@@ -63,9 +70,10 @@ impl Recorder {
         }
     }
 
-    /// Records a point now, due or not: the end of the run.
+    /// Records a point now, due or not, sockets included: the end of the run.
     pub fn last_point(&mut self, progress: &Progress) {
         self.last = Some(Instant::now());
+        self.sockets_due = Instant::now();
         self.record(progress);
     }
 
@@ -83,10 +91,14 @@ impl Recorder {
                 }
             }
         }
-        if let Some(Ok(states)) = self.port.map(hostinfo::tcp_states) {
+        let read_at = Instant::now();
+        if read_at >= self.sockets_due
+            && let Some(Ok((states, _))) = self.port.map(super::port_sockets)
+        {
             for (state, n) in states.iter() {
                 panels[SOCKETS].line(state, t, n as f64);
             }
+            self.sockets_due = read_at + read_at.elapsed() * SOCKETS_COST_SHARE;
         }
         let (t0, m0) = self.previous;
         if t > t0 {

@@ -103,16 +103,13 @@ impl Watched {
     pub fn sample(&mut self, t: Duration) -> Sample {
         let port = self.listener.port();
         let mut sample = Sample { t: crate::start_at::round_us(t.as_secs_f64()), port, ..Sample::default() };
-        match hostinfo::tcp_states(port) {
-            Ok(states) => {
+        match crate::plot::port_sockets(port) {
+            Ok((states, listeners)) => {
                 sample.states = Some(states.iter().collect());
                 sample.accept_queue = Some(states.accept_queue);
+                sample.backlog =
+                    listeners.filter(|l| !l.is_empty()).map(|l| l.iter().map(|q| q.backlog).sum());
             }
-            Err(e) => sample.unavailable.push(e.to_string()),
-        }
-        match hostinfo::listen_queues(port) {
-            Ok(queues) if !queues.is_empty() => sample.backlog = Some(queues.iter().map(|q| q.backlog).sum()),
-            Ok(_) => {}
             Err(e) => sample.unavailable.push(e.to_string()),
         }
         match (self.before, hostinfo::listen_counters()) {
