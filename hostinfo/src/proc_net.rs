@@ -59,7 +59,8 @@ impl TcpStates {
     }
 
     /// Counts one socket in the state numbered `state` as the kernel numbers it; a listener's accept
-    /// queue is added to [`TcpStates::accept_queue`].
+    /// queue is added to [`TcpStates::accept_queue`]. For sock_diag's answers, which only Linux has.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn add(&mut self, state: u8, listener_queue: u64) {
         let Some(index) = STATES.iter().position(|(code, _)| *code == state) else { return };
         self.counts[index] += 1;

@@ -5,12 +5,26 @@ use std::io;
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::timeline::{Panel, Timeline};
 
 /// Width of the picture, and height of each panel, in pixels.
 const WIDTH: u32 = 1000;
 const PANEL_HEIGHT: u32 = 340;
+/// The series' colours (Okabe and Ito's, told apart by most colour-blind readers), without red, which
+/// is the limits', and yellow, which white paper washes out.
+const SERIES_COLOURS: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(150, 150, 150),
+];
+/// Series with at most this many points are drawn with a dot at each.
+const DOTS_UP_TO: usize = 120;
 
 /// Writes `timeline` to `path` as SVG. Panels with nothing to draw are left out; a timeline with
 /// nothing at all still gives a picture (an empty chart says the run had nothing to show).
@@ -68,7 +82,7 @@ where
     let mut colour = 0;
     let mut next = || {
         colour += 1;
-        Palette99::pick(colour - 1).to_rgba()
+        SERIES_COLOURS[(colour - 1) % SERIES_COLOURS.len()]
     };
     for series in &panel.lines {
         let c = next();
@@ -76,6 +90,10 @@ where
             .draw_series(LineSeries::new(series.points.iter().copied(), c.stroke_width(2)))?
             .label(series.name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        // Where samples are few, dots show where they were taken: the lines between are guesses.
+        if series.points.len() <= DOTS_UP_TO {
+            chart.draw_series(series.points.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
+        }
     }
     for marks in &panel.marks {
         let c = next();
@@ -95,9 +113,11 @@ where
             ))?
             .label(limit.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        // Just above the line, in pixels, so that the line does not strike the label through.
-        let label = Text::new(limit.label.clone(), (0, -20), ("sans-serif", 16).into_font().color(&RED));
-        chart.draw_series(std::iter::once(EmptyElement::at((end * 0.45, limit.value)) + label))?;
+        // Just above the line at its right end, clear of the legend, so that the line does not strike
+        // the label through.
+        let style = ("sans-serif", 16).into_font().color(&RED).pos(Pos::new(HPos::Right, VPos::Bottom));
+        let label = Text::new(limit.label.clone(), (-4, -4), style);
+        chart.draw_series(std::iter::once(EmptyElement::at((end, limit.value)) + label))?;
     }
     chart
         .configure_series_labels()

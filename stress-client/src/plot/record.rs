@@ -15,9 +15,10 @@ use super::timeline::{Panel, Timeline};
 const EVERY: Duration = Duration::from_millis(250);
 
 /// Reading the port's sockets may cost more than the rest (from `/proc/net/tcp`, where sock_diag is
-/// refused, it is a pass over every socket of the machine): they are read at most once per this many
-/// times what the last read took, so that recording never takes more than a tenth of the thread.
-const SOCKETS_COST_SHARE: u32 = 10;
+/// refused, it is a pass over every socket of the machine; sock_diag too walks them all, in the
+/// kernel): they are read at most once per this many times what the last read took, so that recording
+/// never takes more than a quarter of the thread.
+const SOCKETS_COST_SHARE: u32 = 4;
 
 /// Panels of a load run's picture, top to bottom.
 const CONNECTIONS: usize = 0;
