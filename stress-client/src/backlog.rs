@@ -57,6 +57,9 @@ pub struct BacklogReport {
 
 /// Runs the probe.
 pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
+    if let Some(path) = &args.plot {
+        plot::check_writable(path)?;
+    }
     let environment = Environment::capture();
     let before = listen_counters();
     let timeout = Duration::from_millis(args.connect_timeout);

@@ -77,6 +77,9 @@ fn run(
     let chosen =
         LoadArgs { target: load.target.choose(Duration::from_millis(load.connect_timeout))?, ..load.clone() };
     let load = &chosen;
+    if let Some(path) = &load.plot {
+        crate::plot::check_writable(path)?;
+    }
     if load.child_index.is_some() {
         // The parent looks at the machine and the server, and judges the merged report, so a child
         // always writes its own report of the load alone, even one whose every connection failed.

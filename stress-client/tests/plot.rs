@@ -175,3 +175,14 @@ fn plot_with_processes_is_refused_with_the_reason() {
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("--plot cannot be used with --processes"), "{out:?}");
 }
+
+/// A picture that cannot be written fails the run before it starts, not after (losing its report).
+#[test]
+fn an_unwritable_plot_fails_before_the_run() {
+    let (_listener, addr) = listener(8);
+    let out = run(&format!("backlog --target {addr} --plot /nonexistent/dir/backlog.svg"));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("cannot write the plot to /nonexistent/dir/backlog.svg"), "{out:?}");
+    // Nothing was probed: no connection waits in the listener's queue.
+    assert_eq!(hostinfo::tcp_states(addr.port()).unwrap().accept_queue, 0);
+}

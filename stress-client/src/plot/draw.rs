@@ -103,18 +103,10 @@ where
             .legend(move |(x, y)| Cross::new((x + 10, y), 6, c.stroke_width(2)));
     }
     for limit in &panel.limits {
-        let c = RED;
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(0.0, limit.value), (end, limit.value)],
-                8,
-                5,
-                c.stroke_width(2),
-            ))?
-            .label(limit.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        // Just above the line at its right end, clear of the legend, so that the line does not strike
-        // the label through.
+        // Labelled on the line itself rather than in the legend, which stays narrow: just above the
+        // line at its right end, clear of the legend, so that the line does not strike it through.
+        let line = DashedLineSeries::new([(0.0, limit.value), (end, limit.value)], 8, 5, RED.stroke_width(2));
+        chart.draw_series(line)?;
         let style = ("sans-serif", 16).into_font().color(&RED).pos(Pos::new(HPos::Right, VPos::Bottom));
         let label = Text::new(limit.label.clone(), (-4, -4), style);
         chart.draw_series(std::iter::once(EmptyElement::at((end, limit.value)) + label))?;

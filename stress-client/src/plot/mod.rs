@@ -12,6 +12,14 @@ pub use probe::ProbeRecorder;
 pub use record::Recorder;
 pub use timeline::{Panel, Timeline};
 
+/// Fails now, before the run, if the picture could not be written at `path`, rather than after a run
+/// whose report would then be lost.
+pub fn check_writable(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::create(path).map(drop).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot write the plot to {}: {e}", path.display()))
+    })
+}
+
 /// The sockets of `port` by state, with its listeners' queues and backlogs: from sock_diag, whose cost
 /// follows the port; where it is refused, from `/proc/net/tcp`, without the backlogs (`None`).
 pub fn port_sockets(port: u16) -> std::io::Result<(hostinfo::TcpStates, Option<Vec<hostinfo::ListenQueue>>)> {

@@ -27,6 +27,9 @@ const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// Runs the watch until `--duration` has passed or SIGINT arrives.
 pub fn run(args: &WatchArgs) -> io::Result<()> {
+    if let Some(path) = &args.plot {
+        crate::plot::check_writable(path)?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     // The first Ctrl-C ends the watch cleanly (the picture is drawn); a second one still kills it.
     signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 1, Arc::clone(&stop))?;
