@@ -190,7 +190,8 @@ fn measure(
     report.host = crate::start_at::host_name();
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
-    match load.target.port().map(hostinfo::tcp_states) {
+    // Through sock_diag where it answers: its cost follows the port, not the machine's sockets.
+    match load.target.port().map(|port| crate::plot::port_sockets(port).map(|(states, _)| states)) {
         None => {}
         Some(Ok(states)) => {
             report.sockets = states.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect()

@@ -111,6 +111,10 @@ where
         let label = Text::new(limit.label.clone(), (-4, -4), style);
         chart.draw_series(std::iter::once(EmptyElement::at((end, limit.value)) + label))?;
     }
+    if panel.lines.is_empty() && panel.marks.is_empty() {
+        // Nothing for a legend to name (limits are labelled on their line).
+        return Ok(());
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)

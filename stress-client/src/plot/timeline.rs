@@ -12,6 +12,8 @@ pub struct Series {
     pub name: String,
     /// The points, in time order.
     pub points: Vec<(f64, f64)>,
+    /// Drawn even if it stays at zero (where zero is the news: an accept queue that never filled).
+    pub kept: bool,
 }
 
 impl Series {
@@ -71,6 +73,13 @@ impl Panel {
         find(&mut self.lines, name).push(t, value);
     }
 
+    /// Adds a point to the line `name`, which is drawn even if it stays at zero.
+    pub fn kept_line(&mut self, name: &str, t: f64, value: f64) {
+        let series = find(&mut self.lines, name);
+        series.kept = true;
+        series.push(t, value);
+    }
+
     /// Adds a mark to the marks named `name`.
     pub fn mark(&mut self, name: &str, t: f64, value: f64) {
         find(&mut self.marks, name).push(t, value);
@@ -83,7 +92,7 @@ impl Panel {
 
     /// Drops the lines that stayed at zero; `true` if anything is left to draw.
     pub fn prune(&mut self) -> bool {
-        self.lines.retain(|s| !s.all_zero());
+        self.lines.retain(|s| s.kept || !s.all_zero());
         !self.lines.is_empty() || !self.marks.is_empty() || !self.limits.is_empty()
     }
 
@@ -98,7 +107,7 @@ fn find<'a>(series: &'a mut Vec<Series>, name: &str) -> &'a mut Series {
     match series.iter().position(|s| s.name == name) {
         Some(i) => &mut series[i],
         None => {
-            series.push(Series { name: name.to_owned(), points: Vec::new() });
+            series.push(Series { name: name.to_owned(), ..Series::default() });
             series.last_mut().expect("just pushed")
         }
     }
@@ -141,5 +150,8 @@ mod tests {
         let mut empty = Panel::new("msgs/s");
         empty.line("msgs/s", 0.0, 0.0);
         assert!(!empty.prune());
+        let mut queue = Panel::new("accept queue");
+        queue.kept_line("accept queue", 0.0, 0.0);
+        assert!(queue.prune());
     }
 }

@@ -145,7 +145,7 @@ impl Watched {
             panels[SOCKETS].line(state, t, *n as f64);
         }
         let queue = &mut panels[QUEUE];
-        s.accept_queue.inspect(|&n| queue.line("accept queue", t, n as f64));
+        s.accept_queue.inspect(|&n| queue.kept_line("accept queue", t, n as f64));
         s.listen_overflows.inspect(|&n| queue.line("ListenOverflows (rise)", t, n as f64));
         s.listen_drops.inspect(|&n| queue.line("ListenDrops (rise)", t, n as f64));
         if let Some(p) = &s.process {
