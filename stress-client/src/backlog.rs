@@ -33,8 +33,8 @@ pub struct BacklogReport {
     pub configured_backlog: Option<u32>,
     /// What the kernel will use for that backlog: min(backlog, somaxconn).
     pub effective_backlog: Option<u64>,
-    /// The listener's accept-queue length from /proc/net/tcp{,6} after the probe; `None` where the OS
-    /// does not show other processes' queues (every OS but Linux).
+    /// The listener's accept-queue length after the probe (sock_diag, or /proc/net/tcp{,6}); `None`
+    /// where the OS does not show other processes' queues (every OS but Linux).
     pub accept_queue: Option<u64>,
     /// What ended the probe: "timeout", an error name, or "max".
     pub stopped_by: String,
