@@ -12,6 +12,7 @@
 //! | `proc_net` | [`tcp_states`], [`listen_counters`], [`udp_drops`] from `/proc/net` | Linux only |
 //! | `udp_counters` | [`udp_counters`]: `InErrors`, `RcvbufErrors`, `SndbufErrors` from `/proc/net/snmp` | Linux only |
 //! | `machine` | [`sysctl`], [`somaxconn`], [`file_max`], [`local_port_range`], [`cpus`]… | every Unix |
+//! | `sock_diag` | [`port_sockets`], [`listen_queues`]: a port's sockets and its listeners' backlogs, over netlink | Linux only |
 //! | `resolve` | [`resolve`]: the addresses of `HOST:PORT` | every Unix |
 //! | [`process`] | memory, threads, CPU time, descriptors of one process from `/proc/PID` | Linux only |
 //!
@@ -31,6 +32,7 @@ mod proc_net;
 #[cfg(target_os = "linux")]
 pub mod process;
 mod resolve;
+mod sock_diag;
 mod udp_counters;
 
 pub use errno::errno_name;
@@ -38,6 +40,7 @@ pub use fd_limit::{FdLimit, fd_limit, raise_fd_limit, raise_hard_fd_limit};
 pub use machine::{cpus, file_max, kernel_release, local_port_range, somaxconn, sysctl, sysctl_u64};
 pub use proc_net::{ListenCounters, TcpStates, listen_counters, tcp_states, udp_drops, udp_drops_on};
 pub use resolve::resolve;
+pub use sock_diag::{ListenQueue, listen_queues, port_sockets};
 pub use udp_counters::{UdpCounters, udp_counters};
 
 /// The error of a reader whose source this OS does not have: `what` names the fact.

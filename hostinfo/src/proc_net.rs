@@ -58,6 +58,17 @@ impl TcpStates {
         self.counts.iter().sum()
     }
 
+    /// Counts one socket in the state numbered `state` as the kernel numbers it; a listener's accept
+    /// queue is added to [`TcpStates::accept_queue`]. For sock_diag's answers, which only Linux has.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn add(&mut self, state: u8, listener_queue: u64) {
+        let Some(index) = STATES.iter().position(|(code, _)| *code == state) else { return };
+        self.counts[index] += 1;
+        if STATES[index].1 == "LISTEN" {
+            self.accept_queue += listener_queue;
+        }
+    }
+
     fn add_line(&mut self, line: &str, port: u16) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         // sl local rem st tx_queue:rx_queue ...

@@ -10,12 +10,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hostinfo::{listen_counters, sysctl_u64, tcp_states};
+use hostinfo::{listen_counters, sysctl_u64};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::BacklogArgs;
 use crate::environment::Environment;
+use crate::plot::{self, ProbeRecorder};
 
 /// The result of a backlog probe.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,8 +33,8 @@ pub struct BacklogReport {
     pub configured_backlog: Option<u32>,
     /// What the kernel will use for that backlog: min(backlog, somaxconn).
     pub effective_backlog: Option<u64>,
-    /// The listener's accept-queue length from /proc/net/tcp{,6} after the probe; `None` where the OS
-    /// does not show other processes' queues (every OS but Linux).
+    /// The listener's accept-queue length after the probe (sock_diag, or /proc/net/tcp{,6}); `None`
+    /// where the OS does not show other processes' queues (every OS but Linux).
     pub accept_queue: Option<u64>,
     /// What ended the probe: "timeout", an error name, or "max".
     pub stopped_by: String,
@@ -56,6 +57,9 @@ pub struct BacklogReport {
 
 /// Runs the probe.
 pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
+    if let Some(path) = &args.plot {
+        plot::check_writable(path)?;
+    }
     let environment = Environment::capture();
     let before = listen_counters();
     let timeout = Duration::from_millis(args.connect_timeout);
@@ -65,6 +69,11 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
     };
     let mut held = Vec::new();
     let mut stopped_by = "max".to_owned();
+    let mut recorder = args
+        .plot
+        .as_ref()
+        .zip(args.target.port())
+        .map(|(_, port)| ProbeRecorder::new(&args.target.to_string(), port));
     // The first connection tries the target's addresses in order; the rest go where it went.
     // `--target` was parsed as TCP only: there is always an address.
     let Some(mut addr) = args.target.addr() else {
@@ -89,6 +98,9 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
             Ok((socket, used)) => {
                 addr = used;
                 held.push(socket);
+                if let Some(recorder) = recorder.as_mut() {
+                    recorder.completed(held.len() as u64, u64::from(args.max));
+                }
             }
             Err(e) => {
                 stopped_by = if e.kind() == io::ErrorKind::TimedOut {
@@ -103,7 +115,7 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
             }
         }
     }
-    let accept_queue = tcp_states(addr.port()).map(|s| s.accept_queue).ok();
+    let accept_queue = plot::port_sockets(addr.port()).map(|(s, _)| s.accept_queue).ok();
     let overflows = match (before, listen_counters()) {
         (Some(a), Some(b)) => Some(b.overflows.saturating_sub(a.overflows)),
         _ => None,
@@ -112,6 +124,11 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
     let effective = args.backlog.map(|b| somaxconn.map_or(u64::from(b), |m| m.min(u64::from(b))));
     let completed = held.len() as u64;
     let explanation = explain(completed, &stopped_by, effective, timeout);
+    if let (Some(path), Some(recorder)) = (&args.plot, recorder) {
+        // Without --backlog, the kernel's own figure for the listener (Linux).
+        let told = || hostinfo::listen_queues(addr.port()).ok()?.iter().map(|q| q.backlog).max();
+        plot::svg(&recorder.finish(completed, &stopped_by, effective.or_else(told)), path)?;
+    }
     Ok(BacklogReport {
         target: args.target.to_string(),
         target_addr: addr.to_string(),

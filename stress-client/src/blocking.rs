@@ -165,7 +165,7 @@ pub fn run(plan: Plan, progress: &Progress, ticker: &mut Ticker<'_>) -> io::Resu
         combined.threads = combined.threads.max(crate::usage::threads());
         ticker.tick(progress);
     }
-    ticker.finish();
+    ticker.finish(progress);
     for t in threads {
         let _ = t.join();
     }
@@ -201,8 +201,9 @@ fn connection(shared: &Shared, index: u64) {
     let mut stream = match connect(&shared.plan, index) {
         Ok(s) => s,
         Err(e) => {
-            lock(&shared.tally).connect_failed(ErrorKind::of(&e));
-            shared.counters.errors.fetch_add(1, Ordering::Relaxed);
+            let kind = ErrorKind::of(&e);
+            lock(&shared.tally).connect_failed(kind);
+            shared.counters.failed(kind);
             return;
         }
     };

@@ -65,6 +65,8 @@ pub enum Command {
     /// reordered, corrupted; latency, jitter, and where the kernel dropped them.
     #[command(after_help = EXIT_CODES)]
     Udp(crate::udp::UdpArgs),
+    /// Watch a port (and the server listening on it) live: sockets by state, accept queue, drops.
+    Watch(crate::watch::WatchArgs),
 }
 
 impl Command {
@@ -75,7 +77,11 @@ impl Command {
             Command::Echo(a) => Some((&a.load, a.load.connections.unwrap_or(DEFAULT_CONNECTIONS), a.rate)),
             Command::Connect(a) => Some((&a.load, a.connections(), None)),
             Command::Churn(a) => Some((&a.load, a.load.connections.unwrap_or(DEFAULT_CONNECTIONS), None)),
-            Command::Backlog(_) | Command::Sockets(_) | Command::Merge(_) | Command::Udp(_) => None,
+            Command::Backlog(_)
+            | Command::Sockets(_)
+            | Command::Merge(_)
+            | Command::Udp(_)
+            | Command::Watch(_) => None,
         }
     }
 }
@@ -123,6 +129,9 @@ pub struct LoadArgs {
     /// Print one JSON object instead of a readable summary.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the run over time as an SVG picture (not with --processes).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// First connection id (set for child processes, so that ids stay unique across them).
     #[arg(long, default_value_t = 0, hide = true, value_parser = whole::<u64, 0, MAX_CONNECTIONS>, allow_negative_numbers = true)]
     pub id_offset: u64,
@@ -220,6 +229,9 @@ pub struct BacklogArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the accept queue filling as an SVG picture.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 /// `sockets`.

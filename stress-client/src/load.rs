@@ -11,6 +11,7 @@ use crate::diagnose;
 use crate::driver::{Plan, Work};
 use crate::environment::Environment;
 use crate::loops::Combined;
+use crate::plot::Recorder;
 use crate::preflight::{self, Ask};
 use crate::progress::{Progress, Ticker};
 use crate::report::{Client, Report};
@@ -76,10 +77,13 @@ fn run(
     let chosen =
         LoadArgs { target: load.target.choose(Duration::from_millis(load.connect_timeout))?, ..load.clone() };
     let load = &chosen;
+    if let Some(path) = &load.plot {
+        crate::plot::check_writable(path)?;
+    }
     if load.child_index.is_some() {
         // The parent looks at the machine and the server, and judges the merged report, so a child
         // always writes its own report of the load alone, even one whose every connection failed.
-        let report = measure(command, load, connections, &work, rate, None)?;
+        let report = measure(command, load, connections, &work, rate, None, None)?;
         return Ok(Finished { report, parts: Vec::new(), fell_short: false });
     }
     // A Unix socket's server is not found through /proc/net/tcp: nothing to sample then.
@@ -90,6 +94,8 @@ fn run(
         .filter(TargetServer::found)
         .zip(load.target.addr())
         .map(|(s, addr)| Sampler::new(s, addr));
+    let mut recorder =
+        load.plot.as_ref().map(|_| Recorder::new(command, &load.target.to_string(), load.target.port()));
     let (mut report, parts) = if load.processes > 1 && connections > 1 {
         let reports = crate::processes::run(load, connections, rate, sampler.as_mut())?;
         let mut merged = Report::merge(&reports).map_err(io::Error::other)?;
@@ -97,7 +103,8 @@ fn run(
         merged.target = load.target.to_string();
         (merged, reports)
     } else {
-        (measure(command, load, connections, &work, rate, sampler.as_mut())?, Vec::new())
+        let measured = measure(command, load, connections, &work, rate, sampler.as_mut(), recorder.as_mut())?;
+        (measured, Vec::new())
     };
     report.preflight = preflight;
     report.server = sampler.map(Sampler::finish).or(server);
@@ -108,6 +115,9 @@ fn run(
     check_established(&report, load)?;
     note_in_flight(&mut report);
     let fell_short = judge(&mut report, load, &work);
+    if let (Some(path), Some(recorder)) = (&load.plot, recorder) {
+        crate::plot::svg(&recorder.finish(&report), path)?;
+    }
     Ok(Finished { report, parts, fell_short })
 }
 
@@ -133,7 +143,8 @@ fn announce(load: &LoadArgs, connections: u64, work: &Work, server: Option<&Targ
     warnings
 }
 
-/// Runs the load in this process and writes its report; `sampler` samples the server meanwhile.
+/// Runs the load in this process and writes its report; `sampler` samples the server meanwhile, and
+/// `recorder` records the run's timeline.
 fn measure(
     command: &str,
     load: &LoadArgs,
@@ -141,6 +152,7 @@ fn measure(
     work: &Work,
     rate: Option<f64>,
     sampler: Option<&mut Sampler>,
+    recorder: Option<&mut Recorder>,
 ) -> io::Result<Report> {
     // Before: the machine, its limits, and the counters the run will be compared with.
     let environment = Environment::capture();
@@ -148,7 +160,7 @@ fn measure(
     let listen_before = hostinfo::listen_counters();
     let usage_before = Usage::now();
     // The run itself.
-    let combined = run_plans(load, connections, work, &sources, sampler)?;
+    let combined = run_plans(load, connections, work, &sources, sampler, recorder)?;
     // After: the report, and what its errors mean.
     let usage = combined.usage.usage(&usage_before, &Usage::now());
     let explain = diagnose::Context {
@@ -178,7 +190,8 @@ fn measure(
     report.host = crate::start_at::host_name();
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
-    match load.target.port().map(hostinfo::tcp_states) {
+    // Through sock_diag where it answers: its cost follows the port, not the machine's sockets.
+    match load.target.port().map(|port| crate::plot::port_sockets(port).map(|(states, _)| states)) {
         None => {}
         Some(Ok(states)) => {
             report.sockets = states.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect()
@@ -191,17 +204,18 @@ fn measure(
     Ok(report)
 }
 
-/// Splits the load over loops (or one blocking plan) and runs it, printing progress (and sampling the
-/// server) meanwhile.
+/// Splits the load over loops (or one blocking plan) and runs it, printing progress (sampling the
+/// server, recording the timeline) meanwhile.
 fn run_plans(
     load: &LoadArgs,
     connections: u64,
     work: &Work,
     sources: &[IpAddr],
     sampler: Option<&mut Sampler>,
+    recorder: Option<&mut Recorder>,
 ) -> io::Result<Combined> {
     let prefix = load.child_index.map(|i| format!("[process {i}] ")).unwrap_or_default();
-    let mut ticker = Ticker::new(prefix, sampler);
+    let mut ticker = Ticker::new(prefix, sampler).recording(recorder);
     let threads = if load.blocking { 1 } else { u64::from(load.threads).min(connections) };
     let progress = Progress::new(threads as usize);
     let plans = split(load, connections, threads, work, sources);

@@ -85,7 +85,7 @@ pub fn run(plans: Vec<Plan>, progress: &Progress, ticker: &mut Ticker<'_>) -> io
         combined.threads = combined.threads.max(crate::usage::threads());
         ticker.tick(progress);
     }
-    ticker.finish();
+    ticker.finish(progress);
     for thread in threads {
         let outcome: io::Result<Outcome> =
             thread.join().map_err(|_| io::Error::other("a loop thread panicked"))?;

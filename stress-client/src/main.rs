@@ -24,6 +24,7 @@ mod loops;
 mod loss;
 mod message;
 mod pace;
+mod plot;
 mod preflight;
 mod processes;
 mod progress;
@@ -37,6 +38,7 @@ mod target;
 mod target_process;
 mod udp;
 mod usage;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -94,6 +96,18 @@ fn check(cli: &Cli) {
             ));
         }
     }
+    // The timeline is recorded by the thread that counts the connections; children count their own.
+    if let Some((load, _, _)) = cli.command.load()
+        && load.processes > 1
+        && load.plot.is_some()
+    {
+        usage_error(
+            "--plot cannot be used with --processes: each child process counts its own connections and \
+             the parent sees only their final reports; plot a run of one process, or draw the port of a \
+             run of several with `watch --plot`"
+                .to_owned(),
+        );
+    }
     // Each child process is given its part of the rates, and must accept it as its own option.
     if let Some((load, connections, rate)) = cli.command.load()
         && load.processes > 1
@@ -148,6 +162,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Backlog(args) => {
             let report = backlog::run(args)?;
             print(&report, args.json, backlog::BacklogReport::summary)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Watch(args) => {
+            watch::run(args)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Sockets(args) => {

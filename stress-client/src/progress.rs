@@ -1,10 +1,12 @@
 //! The live line on stderr: connections up, messages per second, errors, once a second.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::error_kind::ErrorCounts;
+use crate::plot::Recorder;
 use crate::target_process::Sampler;
 
 /// Counters one loop or thread publishes for the progress line (absolute values, relaxed).
@@ -18,6 +20,25 @@ pub struct Counters {
     pub messages: AtomicU64,
     /// Failures so far.
     pub errors: AtomicU64,
+    /// Those failures by kind, updated when `errors` changes (rarely: failures are the exception).
+    pub kinds: Mutex<ErrorCounts>,
+}
+
+impl Counters {
+    /// Counts one more failure of `kind`.
+    pub fn failed(&self, kind: crate::error_kind::ErrorKind) {
+        *self.kinds.lock().unwrap_or_else(PoisonError::into_inner).entry(kind).or_default() += 1;
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes the failures counted so far, if they changed.
+    pub fn publish_errors(&self, counts: &ErrorCounts) {
+        let total = counts.values().sum();
+        if self.errors.load(Ordering::Relaxed) != total {
+            counts.clone_into(&mut self.kinds.lock().unwrap_or_else(PoisonError::into_inner));
+            self.errors.store(total, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Everything the workers of one process share: their counters and the flag that ends the run early.
@@ -38,17 +59,29 @@ impl Progress {
         }
     }
 
-    fn totals(&self) -> [u64; 4] {
+    /// Open, established, messages and errors, summed over the workers.
+    pub fn totals(&self) -> [u64; 4] {
         let sum = |f: fn(&Counters) -> &AtomicU64| {
             self.counters.iter().map(|c| f(c).load(Ordering::Relaxed)).sum::<u64>()
         };
         [sum(|c| &c.open), sum(|c| &c.established), sum(|c| &c.messages), sum(|c| &c.errors)]
     }
+
+    /// The failures by kind, summed over the workers.
+    pub fn kinds(&self) -> ErrorCounts {
+        let mut all = ErrorCounts::new();
+        for counters in &self.counters {
+            for (&kind, &n) in counters.kinds.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+                *all.entry(kind).or_default() += n;
+            }
+        }
+        all
+    }
 }
 
 /// Prints a progress line once a second while a run lasts: overwriting itself on a terminal, one line
 /// per interval otherwise. Quiet for the first two seconds, so short runs print nothing. The thread
-/// that ticks also samples the server, when it runs here.
+/// that ticks also samples the server, when it runs here, and records the run's timeline for `--plot`.
 #[derive(Debug)]
 pub struct Ticker<'a> {
     started: Instant,
@@ -58,6 +91,7 @@ pub struct Ticker<'a> {
     prefix: String,
     printed: bool,
     sampler: Option<&'a mut Sampler>,
+    recorder: Option<&'a mut Recorder>,
 }
 
 impl<'a> Ticker<'a> {
@@ -72,19 +106,29 @@ impl<'a> Ticker<'a> {
             prefix,
             printed: false,
             sampler,
+            recorder: None,
         }
+    }
+
+    /// The same ticker, recording the run's timeline into `recorder` as it ticks.
+    pub fn recording(self, recorder: Option<&'a mut Recorder>) -> Ticker<'a> {
+        Ticker { recorder, ..self }
     }
 
     /// How long to wait before the next tick: the next line, or the next sample of the server.
     pub fn interval(&self) -> Duration {
         let line = Duration::from_secs(1).saturating_sub(self.last.elapsed());
-        self.sampler.as_ref().map_or(line, |s| line.min(s.due_in()))
+        let line = self.sampler.as_ref().map_or(line, |s| line.min(s.due_in()));
+        self.recorder.as_ref().map_or(line, |r| line.min(r.due_in()))
     }
 
-    /// Samples the server if a sample is due; prints a line if a second has passed.
+    /// Samples the server and records a point if due; prints a line if a second has passed.
     pub fn tick(&mut self, progress: &Progress) {
         if let Some(sampler) = self.sampler.as_mut() {
             sampler.poll();
+        }
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.poll(progress);
         }
         let now = Instant::now();
         if now.duration_since(self.last) < Duration::from_millis(990) {
@@ -108,8 +152,11 @@ impl<'a> Ticker<'a> {
         self.printed = true;
     }
 
-    /// Ends the live line on a terminal.
-    pub fn finish(&self) {
+    /// Ends the live line on a terminal, and the timeline with a last point: the run as it ended.
+    pub fn finish(&mut self, progress: &Progress) {
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.last_point(progress);
+        }
         if self.terminal && self.printed {
             eprintln!();
         }

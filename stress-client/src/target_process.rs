@@ -83,6 +83,23 @@ impl TargetServer {
         Some(server)
     }
 
+    /// The process `pid`, given rather than found: its name and limits, or an error if there is no
+    /// such process (on Linux; elsewhere it is taken on trust, and its figures are unknown).
+    pub fn of_pid(pid: u32) -> std::io::Result<TargetServer> {
+        if cfg!(target_os = "linux") && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no process {pid}")));
+        }
+        let limits = nofile(pid);
+        Ok(TargetServer {
+            pids: vec![pid],
+            name: fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned(),
+            nofile_soft: limits.map(|(soft, _)| soft),
+            nofile_hard: limits.map(|(_, hard)| hard),
+            unknown: limits.is_none().then(|| "the process's limits are unreadable".into()),
+            ..TargetServer::default()
+        })
+    }
+
     fn unknown(why: String) -> TargetServer {
         TargetServer { unknown: Some(why), ..TargetServer::default() }
     }

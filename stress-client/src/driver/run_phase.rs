@@ -139,6 +139,6 @@ impl Driver {
         c.open.store(self.open_now, Ordering::Relaxed);
         c.established.store(self.tally.established, Ordering::Relaxed);
         c.messages.store(self.tally.messages, Ordering::Relaxed);
-        c.errors.store(self.tally.errors.values().sum(), Ordering::Relaxed);
+        c.publish_errors(&self.tally.errors);
     }
 }
