@@ -58,6 +58,12 @@ impl TcpStates {
         self.counts.iter().sum()
     }
 
+    /// Counts the lines of a `/proc/net/tcp{,6}` after its header, one at a time: with a million
+    /// connections the file is hundreds of megabytes, which a reader must not hold at once.
+    fn add_lines(&mut self, text: impl std::io::BufRead, port: u16) {
+        text.lines().skip(1).map_while(Result::ok).for_each(|line| self.add_line(&line, port));
+    }
+
     fn add_line(&mut self, line: &str, port: u16) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         // sl local rem st tx_queue:rx_queue ...
@@ -138,10 +144,10 @@ pub fn tcp_states(port: u16) -> io::Result<TcpStates> {
     let mut states = TcpStates::default();
     let mut read_any = None;
     for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
+        match std::fs::File::open(path) {
+            Ok(file) => {
                 read_any = Some(Ok(()));
-                text.lines().skip(1).for_each(|line| states.add_line(line, port));
+                states.add_lines(std::io::BufReader::new(file), port);
             }
             Err(e) => {
                 read_any.get_or_insert(Err(e));
@@ -203,6 +209,16 @@ mod tests {
         assert_eq!(states.count("TIME_WAIT"), 0);
         assert_eq!(states.accept_queue, 3);
         assert_eq!(states.to_string(), "ESTABLISHED 1, LISTEN 1");
+    }
+
+    #[test]
+    fn a_file_is_counted_line_by_line_after_its_header() {
+        let text = "  sl  local_address rem_address   st\n\
+                    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0\n\
+                    1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 0\n";
+        let mut states = TcpStates::default();
+        states.add_lines(text.as_bytes(), 8080);
+        assert_eq!((states.count("LISTEN"), states.count("ESTABLISHED")), (1, 1));
     }
 
     #[cfg(target_os = "linux")]
