@@ -51,7 +51,7 @@ pub fn connect(args: &ConnectArgs) -> io::Result<Finished> {
         // Ramping is what lets the first failure be told from the rest.
         load.ramp = Some(2000.0);
     }
-    let work = Work::Hold { hold: args.hold, until_failure: args.until_failure };
+    let work = Work::Hold { hold: args.hold, until_failure: args.until_failure, echo_every: args.echo_every };
     run("connect", &load, connections, work, None)
 }
 
@@ -99,6 +99,7 @@ fn run(
     } else {
         (measure(command, load, connections, &work, rate, sampler.as_mut())?, Vec::new())
     };
+    read_sockets(&mut report, load);
     report.preflight = preflight;
     report.server = sampler.map(Sampler::finish).or(server);
     if let Some(server) = &report.server {
@@ -164,7 +165,7 @@ fn measure(
         connections_requested: connections,
         message_size: match *work {
             Work::Echo { size, .. } | Work::Churn { size, .. } => size as u64,
-            Work::Hold { .. } => 0,
+            Work::Hold { echo_every, .. } => echo_every.map_or(0, |_| crate::driver::SAMPLE_SIZE as u64),
         },
         rate_requested: rate,
         ..Report::default()
@@ -178,6 +179,14 @@ fn measure(
     report.host = crate::start_at::host_name();
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
+    report.environment = environment;
+    Ok(report)
+}
+
+/// The TCP sockets on the target's port as the run ended, by state. Read once, by the parent of
+/// `--processes`: the table lists every socket of the machine (hundreds of megabytes at a million
+/// connections), and a child reading it as it ends would only slow down the others still running.
+fn read_sockets(report: &mut Report, load: &LoadArgs) {
     match load.target.port().map(hostinfo::tcp_states) {
         None => {}
         Some(Ok(states)) => {
@@ -187,8 +196,6 @@ fn measure(
         Some(Err(e)) if e.kind() == io::ErrorKind::Unsupported => report.diagnosis.push(e.to_string()),
         Some(Err(_)) => {}
     }
-    report.environment = environment;
-    Ok(report)
 }
 
 /// Splits the load over loops (or one blocking plan) and runs it, printing progress (and sampling the
@@ -255,10 +262,13 @@ fn diagnose_report(report: &mut Report, explain: &diagnose::Context<'_>, combine
 /// waiting for them (after the drain), so they are neither received nor lost.
 fn note_in_flight(report: &mut Report) {
     if report.bytes_in_flight_at_end > 0 {
+        // A connect's only messages are its --echo-every sample, which is waited for longer.
+        let drain =
+            if report.command == "connect" { crate::driver::SAMPLE_DRAIN } else { crate::driver::DRAIN };
         report.warnings.push(format!(
             "{} bytes sent were still in flight when the run ended: not echoed within {} s after its end",
             report.bytes_in_flight_at_end,
-            crate::driver::DRAIN.as_secs_f64()
+            drain.as_secs_f64()
         ));
     }
 }
