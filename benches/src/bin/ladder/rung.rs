@@ -241,7 +241,16 @@ pub fn climb(plan: &RungPlan) -> Rung {
         }
         interval = interval.max(took.elapsed() * 4);
     }
-    // The top: the server holds them all, and so does the kernel.
+    // The top: the server holds them all, and so does the kernel. A rung not reached is counted once
+    // more, as the last count may be one interval old.
+    if rung.ramp_s.is_none() && !client.finished() {
+        let (rss, _, fds) = process::tree_totals(pid);
+        let held = fds.saturating_sub(fds_base) as u64;
+        if held >= rung.held {
+            (rung.held, rung.rss_top_kib) = (held, rss);
+            (rung.slab.1, rung.tcp.1) = (kernel_memory::slab(), kernel_memory::tcp_sockstat());
+        }
+    }
     if rung.ramp_s.is_some() {
         (rung.slab.1, rung.tcp.1) = (kernel_memory::slab(), kernel_memory::tcp_sockstat());
         let (rss, _, fds) = process::tree_totals(pid);
