@@ -285,7 +285,8 @@ fn judge(rung: &Rung, alive: bool) -> String {
         why.push(format!("verification failed: {}", r["failure"]));
     }
     if rung.sample_verified() != Some(rung.sample_expected) {
-        why.push(format!("sample echoed {:?} of {}", rung.sample_verified(), rung.sample_expected));
+        let echoed = rung.sample_verified().map_or("none".to_owned(), |n| n.to_string());
+        why.push(format!("sample echoed {echoed} of {}", rung.sample_expected));
     }
     if let Some(limit) = r["limit"].as_str() {
         why.push(format!("limit: {limit}"));
