@@ -18,6 +18,21 @@ pub fn pin_client() {
     }
 }
 
+/// Set by [`leave_unpinned`]: servers and clients started from now on run on any core.
+static UNPINNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Servers and clients started from now on are not pinned: for a run whose both sides need both cores
+/// (the connection ladder spends them in the kernel's connect and accept paths; one core each starves
+/// both when the machine is busy).
+pub fn leave_unpinned() {
+    UNPINNED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether servers and clients are pinned: `taskset` is installed and [`leave_unpinned`] was not called.
+pub fn pinning() -> bool {
+    !UNPINNED.load(std::sync::atomic::Ordering::Relaxed) && taskset_available()
+}
+
 /// Whether `taskset` is installed, so that servers can be pinned.
 pub fn taskset_available() -> bool {
     std::process::Command::new("taskset")

@@ -247,6 +247,12 @@ impl Server {
         Server::launch(kind, wrapper, extra, None)
     }
 
+    /// [`start_with`](Self::start_with), listening on `listen` (`HOST:PORT`) instead of the kind's own
+    /// address: a run that must stay off the addresses other runs on this machine use.
+    pub fn start_on(kind: ServerKind, listen: &str, extra: &[&str]) -> BenchResult<Server> {
+        Server::launch(kind, &[], extra, Some(listen))
+    }
+
     /// [`start_with`](Self::start_with), listening on `listen` instead of the kind's own address.
     fn launch(
         kind: ServerKind,
@@ -338,7 +344,7 @@ pub fn spawn_pinned(
     wrapper: &[String],
     name: &str,
 ) -> BenchResult<(Child, String)> {
-    let mut command = if crate::pin::taskset_available() {
+    let mut command = if crate::pin::pinning() {
         let mut c = Command::new("taskset");
         c.args(["-c", &SERVER_CORE.to_string()]);
         c.args(wrapper);

@@ -23,7 +23,7 @@ impl StressRun {
     /// already, so children inherit it even without `taskset`).
     pub fn start(args: &[String]) -> BenchResult<StressRun> {
         let program = built_binary("stress-client")?;
-        let mut command = if crate::pin::taskset_available() {
+        let mut command = if crate::pin::pinning() {
             let mut c = Command::new("taskset");
             c.args(["-c", &CLIENT_CORE.to_string()]).arg(&program);
             c
@@ -31,6 +31,27 @@ impl StressRun {
             Command::new(&program)
         };
         command.args(args).arg("--json").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = command.spawn().map_err(|e| format!("cannot start stress-client: {e}"))?;
+        Ok(StressRun { child, started: Instant::now() })
+    }
+
+    /// [`start`](Self::start), with the client's stderr (its progress lines, and each of its child
+    /// processes') written to `log`: a run of minutes over many processes says more than a pipe holds
+    /// before the report is read.
+    pub fn start_logged(args: &[String], log: &std::path::Path) -> BenchResult<StressRun> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let file = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let program = built_binary("stress-client")?;
+        let mut command = if crate::pin::pinning() {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &CLIENT_CORE.to_string()]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        command.args(args).arg("--json").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
         let child = command.spawn().map_err(|e| format!("cannot start stress-client: {e}"))?;
         Ok(StressRun { child, started: Instant::now() })
     }
@@ -48,7 +69,8 @@ impl StressRun {
     /// Waits for the report, killing the client after `limit`.
     pub fn finish(mut self, limit: Duration) -> BenchResult<Value> {
         let mut stdout = self.child.stdout.take().ok_or("no stdout")?;
-        let mut stderr = self.child.stderr.take().ok_or("no stderr")?;
+        // Absent when it goes to a log.
+        let stderr = self.child.stderr.take();
         // Read both pipes on threads, so a chatty client never blocks on a full pipe.
         let out = std::thread::spawn(move || {
             let mut s = String::new();
@@ -57,7 +79,9 @@ impl StressRun {
         });
         let err = std::thread::spawn(move || {
             let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
+            if let Some(mut stderr) = stderr {
+                let _ = stderr.read_to_string(&mut s);
+            }
             s
         });
         let deadline = Instant::now() + limit;

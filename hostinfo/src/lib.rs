@@ -15,6 +15,7 @@
 //! | `sock_diag` | [`port_sockets`], [`listen_queues`]: a port's sockets and its listeners' backlogs, over netlink | Linux only |
 //! | `resolve` | [`resolve`]: the addresses of `HOST:PORT` | every Unix |
 //! | [`process`] | memory, threads, CPU time, descriptors of one process from `/proc/PID` | Linux only |
+//! | [`kernel_memory`] | slab memory and the TCP line of `/proc/net/sockstat` | Linux only |
 //!
 //! Readers of text files never fail on their content: a missing or malformed field (another kernel, a
 //! container that hides part of `/proc`) reads as absent. They describe; callers decide what an absent
@@ -27,6 +28,8 @@
 
 mod errno;
 mod fd_limit;
+#[cfg(target_os = "linux")]
+pub mod kernel_memory;
 mod machine;
 mod proc_net;
 #[cfg(target_os = "linux")]

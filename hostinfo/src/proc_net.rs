@@ -69,6 +69,12 @@ impl TcpStates {
         }
     }
 
+    /// Counts the lines of a `/proc/net/tcp{,6}` after its header, one at a time: with a million
+    /// connections the file is hundreds of megabytes, which a reader must not hold at once.
+    fn add_lines(&mut self, text: impl std::io::BufRead, port: u16) {
+        text.lines().skip(1).map_while(Result::ok).for_each(|line| self.add_line(&line, port));
+    }
+
     fn add_line(&mut self, line: &str, port: u16) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         // sl local rem st tx_queue:rx_queue ...
@@ -163,10 +169,10 @@ pub fn tcp_states(port: u16) -> io::Result<TcpStates> {
     let mut states = TcpStates::default();
     let mut read_any = None;
     for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
+        match std::fs::File::open(path) {
+            Ok(file) => {
                 read_any = Some(Ok(()));
-                text.lines().skip(1).for_each(|line| states.add_line(line, port));
+                states.add_lines(std::io::BufReader::new(file), port);
             }
             Err(e) => {
                 read_any.get_or_insert(Err(e));
@@ -238,6 +244,16 @@ mod tests {
                     5023: 0100007F:9221 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 46928 2 0000000091cc5946 100\n";
         assert_eq!(drops_in(text, &[0xD18F, 0x9220]), 17);
         assert_eq!(drops_in(text, &[1]), 0);
+    }
+
+    #[test]
+    fn a_file_is_counted_line_by_line_after_its_header() {
+        let text = "  sl  local_address rem_address   st\n\
+                    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0\n\
+                    1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 0\n";
+        let mut states = TcpStates::default();
+        states.add_lines(text.as_bytes(), 8080);
+        assert_eq!((states.count("LISTEN"), states.count("ESTABLISHED")), (1, 1));
     }
 
     #[cfg(target_os = "linux")]

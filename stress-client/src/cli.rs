@@ -187,6 +187,11 @@ pub struct ConnectArgs {
     /// connections that failed are then expected: exit 0).
     #[arg(long)]
     pub until_failure: bool,
+    /// As the hold ends, every Kth connection (by id, spread over loops and processes) sends one
+    /// 32-byte message and verifies its echo before all close: the held connections still work. The
+    /// report's `messages` counts the sample.
+    #[arg(long, value_name = "K", value_parser = whole::<u64, 1, MAX_CONNECTIONS>, allow_negative_numbers = true, conflicts_with = "blocking")]
+    pub echo_every: Option<u64>,
 }
 
 impl ConnectArgs {

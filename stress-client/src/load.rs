@@ -52,7 +52,7 @@ pub fn connect(args: &ConnectArgs) -> io::Result<Finished> {
         // Ramping is what lets the first failure be told from the rest.
         load.ramp = Some(2000.0);
     }
-    let work = Work::Hold { hold: args.hold, until_failure: args.until_failure };
+    let work = Work::Hold { hold: args.hold, until_failure: args.until_failure, echo_every: args.echo_every };
     run("connect", &load, connections, work, None)
 }
 
@@ -106,6 +106,7 @@ fn run(
         let measured = measure(command, load, connections, &work, rate, sampler.as_mut(), recorder.as_mut())?;
         (measured, Vec::new())
     };
+    read_sockets(&mut report, load);
     report.preflight = preflight;
     report.server = sampler.map(Sampler::finish).or(server);
     if let Some(server) = &report.server {
@@ -176,7 +177,7 @@ fn measure(
         connections_requested: connections,
         message_size: match *work {
             Work::Echo { size, .. } | Work::Churn { size, .. } => size as u64,
-            Work::Hold { .. } => 0,
+            Work::Hold { echo_every, .. } => echo_every.map_or(0, |_| crate::driver::SAMPLE_SIZE as u64),
         },
         rate_requested: rate,
         ..Report::default()
@@ -190,6 +191,14 @@ fn measure(
     report.host = crate::start_at::host_name();
     report.client = Client::of(&usage, combined.threads, combined.tally.messages);
     diagnose_report(&mut report, &explain, &combined);
+    report.environment = environment;
+    Ok(report)
+}
+
+/// The TCP sockets on the target's port as the run ended, by state. Read once, by the parent of
+/// `--processes`: the table lists every socket of the machine (hundreds of megabytes at a million
+/// connections), and a child reading it as it ends would only slow down the others still running.
+fn read_sockets(report: &mut Report, load: &LoadArgs) {
     // Through sock_diag where it answers: its cost follows the port, not the machine's sockets.
     match load.target.port().map(|port| crate::plot::port_sockets(port).map(|(states, _)| states)) {
         None => {}
@@ -200,8 +209,6 @@ fn measure(
         Some(Err(e)) if e.kind() == io::ErrorKind::Unsupported => report.diagnosis.push(e.to_string()),
         Some(Err(_)) => {}
     }
-    report.environment = environment;
-    Ok(report)
 }
 
 /// Splits the load over loops (or one blocking plan) and runs it, printing progress (sampling the
@@ -269,10 +276,13 @@ fn diagnose_report(report: &mut Report, explain: &diagnose::Context<'_>, combine
 /// waiting for them (after the drain), so they are neither received nor lost.
 fn note_in_flight(report: &mut Report) {
     if report.bytes_in_flight_at_end > 0 {
+        // A connect's only messages are its --echo-every sample, which is waited for longer.
+        let drain =
+            if report.command == "connect" { crate::driver::SAMPLE_DRAIN } else { crate::driver::DRAIN };
         report.warnings.push(format!(
             "{} bytes sent were still in flight when the run ended: not echoed within {} s after its end",
             report.bytes_in_flight_at_end,
-            crate::driver::DRAIN.as_secs_f64()
+            drain.as_secs_f64()
         ));
     }
 }

@@ -143,38 +143,49 @@ impl TargetServer {
     }
 }
 
-/// Samples a server while a run lasts, at most every [`SAMPLE_EVERY`], from the threads that already
+/// Samples a server while a run lasts, at most every [`SAMPLE_EVERY`] (see [`interval`]), from the threads that already
 /// wait on the run (a thread of its own would show in the client's thread count).
 #[derive(Debug)]
 pub struct Sampler {
     server: TargetServer,
     target: SocketAddr,
     last: Option<Instant>,
+    /// How long the last sample took.
+    took: Duration,
 }
 
 impl Sampler {
     /// Samples `server`, found for `target`.
     pub fn new(server: TargetServer, target: SocketAddr) -> Sampler {
-        Sampler { server, target, last: None }
+        Sampler { server, target, last: None, took: Duration::ZERO }
     }
 
-    /// Samples if [`SAMPLE_EVERY`] has passed since the last sample.
+    /// Samples if the [`interval`] has passed since the last sample.
     pub fn poll(&mut self) {
-        if self.last.is_none_or(|at| at.elapsed() >= SAMPLE_EVERY) {
-            self.last = Some(Instant::now());
+        if self.last.is_none_or(|at| at.elapsed() >= interval(self.took)) {
+            let now = Instant::now();
+            self.last = Some(now);
             self.server.sample(self.target);
+            self.took = now.elapsed();
         }
     }
 
     /// How long until the next sample is due.
     pub fn due_in(&self) -> Duration {
-        self.last.map_or(Duration::ZERO, |at| SAMPLE_EVERY.saturating_sub(at.elapsed()))
+        self.last.map_or(Duration::ZERO, |at| interval(self.took).saturating_sub(at.elapsed()))
     }
 
     /// The server with its busiest sample.
     pub fn finish(self) -> TargetServer {
         self.server
     }
+}
+
+/// The time between samples, of which sampling takes at most a tenth: at least [`SAMPLE_EVERY`], longer
+/// when a sample took long (counting the descriptors of a server holding a million connections takes
+/// a large part of a second, CPU the run itself needs).
+fn interval(took: Duration) -> Duration {
+    SAMPLE_EVERY.max(took.saturating_mul(10))
 }
 
 /// An address is this machine's when a socket can be bound to it.
@@ -348,6 +359,12 @@ mod tests {
         for local in ["127.0.0.2:7878", "127.0.0.1:7879"] {
             assert!(!serves(local.parse().unwrap(), target), "{local}");
         }
+    }
+
+    #[test]
+    fn a_slow_sample_is_taken_less_often() {
+        assert_eq!(interval(Duration::from_millis(1)), SAMPLE_EVERY);
+        assert_eq!(interval(Duration::from_millis(300)), Duration::from_secs(3));
     }
 
     #[test]

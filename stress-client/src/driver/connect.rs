@@ -84,11 +84,16 @@ impl Driver {
     }
 
     /// The connect timeout of slot `index` fired: a connect still pending is aborted, and its close
-    /// counted as ETIMEDOUT.
+    /// counted as ETIMEDOUT. One the kernel completed while this loop was busy elsewhere (thousands of
+    /// connects per process, on cores shared with the server) is made, and only its event is waiting its
+    /// turn: it is left to open, its connect time showing the wait.
     pub(super) fn connect_timed_out(&mut self, ctx: &mut Context<'_>, index: usize) {
         let slot = &mut self.slots[index];
         slot.connect_timer = None;
         if let (Some(conn), None) = (slot.conn, slot.opened_at) {
+            if ctx.peer_address(conn).is_ok() {
+                return;
+            }
             slot.timed_out = true;
             let _ = ctx.abort(conn);
         }

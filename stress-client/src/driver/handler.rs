@@ -36,6 +36,7 @@ impl Handler for Driver {
         match self.plan.work {
             Work::Echo { .. } if completed > 0 => self.echoes_returned(ctx, index),
             Work::Churn { .. } if completed > 0 => self.complete_cycle(ctx, index, conn),
+            Work::Hold { .. } if completed > 0 => self.samples_returned(ctx, completed),
             _ => {}
         }
         Next::Continue
@@ -63,7 +64,7 @@ impl Handler for Driver {
         match tag & !SLOT_MASK {
             TAG_START => self.start(ctx),
             TAG_TICK => self.on_tick(ctx),
-            TAG_END => self.end(ctx),
+            TAG_END => self.hold_ended(ctx),
             TAG_DRAINED if self.phase == Phase::Draining => self.drained(ctx),
             TAG_CONNECT => self.connect_timed_out(ctx, index),
             TAG_SEND => self.send_timer_fired(ctx, index),

@@ -3,9 +3,10 @@
 //! closed-loop or at a fixed rate, verifies every echoed byte, and counts every failure by its kind.
 //!
 //! The [`Driver`] is one type; its methods are spread over modules by job: `connect` opens and ramps,
-//! `close` settles the books of a connection that ended and names why, `conn_map` finds the slot a connection fills, `echo` schedules and verifies echoes, `churn` runs
-//! connect-echo-close cycles, `run_phase` moves the run from start through drain to close, and
-//! `handler` routes the reactor's callbacks to them.
+//! `close` settles the books of a connection that ended and names why, `conn_map` finds the slot a
+//! connection fills, `echo` schedules and verifies echoes, `churn` runs connect-echo-close cycles,
+//! `sample` echoes a sample of held connections as a hold ends, `run_phase` moves the run from start
+//! through drain to close, and `handler` routes the reactor's callbacks to them.
 
 mod churn;
 mod close;
@@ -15,6 +16,7 @@ mod echo;
 mod handler;
 mod plan;
 mod run_phase;
+mod sample;
 mod slot;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use crate::usage::Window;
 
 use conn_map::ConnMap;
 pub use plan::{Outcome, Plan, Work};
+pub use sample::{SAMPLE_DRAIN, SAMPLE_SIZE};
 use slot::Slot;
 
 /// How often the driver ramps, publishes progress and checks for an early end.
@@ -79,6 +82,8 @@ pub struct Driver {
     stopped_by: Option<ErrorKind>,
     hold_armed: bool,
     message: Vec<u8>,
+    /// Sample echoes sent as the hold ended and not yet back (see `sample`).
+    samples_owed: u64,
 }
 
 impl Driver {
@@ -87,7 +92,7 @@ impl Driver {
         let now = Instant::now();
         let size = match plan.work {
             Work::Echo { size, .. } | Work::Churn { size, .. } => size,
-            Work::Hold { .. } => 0,
+            Work::Hold { echo_every, .. } => sample::size(echo_every),
         };
         Driver {
             plan,
@@ -107,6 +112,7 @@ impl Driver {
             stopped_by: None,
             hold_armed: false,
             message: vec![0; size],
+            samples_owed: 0,
         }
     }
 

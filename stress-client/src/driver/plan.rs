@@ -29,6 +29,8 @@ pub enum Work {
         hold: Duration,
         /// Keep opening until the first sustained failure.
         until_failure: bool,
+        /// `--echo-every K`: as the hold ends, every Kth connection (by id) echoes one message.
+        echo_every: Option<u64>,
     },
     /// Connect, echo one message of `size`, close, again, until `duration`.
     Churn {

@@ -8,7 +8,7 @@ use reactor::Context;
 use crate::tally::Ending;
 use crate::usage::Usage;
 
-use super::{DRAIN, Driver, Phase, SHUTDOWN_GRACE, TAG_DRAINED, TAG_END, TAG_TICK, TICK, Work};
+use super::{Driver, Phase, SHUTDOWN_GRACE, TAG_DRAINED, TAG_END, TAG_TICK, TICK, Work};
 
 impl Driver {
     /// Starts the run: the first connections, the tick, the end of the run.
@@ -82,7 +82,7 @@ impl Driver {
     }
 
     /// Stops sending and starting connections; closes everything once the echoes in flight are back
-    /// (or [`DRAIN`] passed). Connects still under way are abandoned: they never carried a message.
+    /// (or the drain passed: [`DRAIN`](super::DRAIN), or a sample's longer one). Connects still under way are abandoned: they never carried a message.
     pub(super) fn end(&mut self, ctx: &mut Context<'_>) {
         if self.phase != Phase::Running {
             return;
@@ -96,7 +96,7 @@ impl Driver {
             }
         }
         if self.in_flight() {
-            ctx.set_timer(DRAIN, TAG_DRAINED);
+            ctx.set_timer(self.drain(), TAG_DRAINED);
         } else {
             self.close_all(ctx);
         }
@@ -109,7 +109,7 @@ impl Driver {
         }
     }
 
-    /// [`DRAIN`] passed after the end: what has not come back by now was in flight when the run ended.
+    /// The drain passed after the end: what has not come back by now was in flight when the run ended.
     pub(super) fn drained(&mut self, ctx: &mut Context<'_>) {
         self.close_all(ctx);
     }
