@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::cli::LoadArgs;
@@ -101,7 +101,24 @@ pub fn run(
         offset += n;
         children.push(command.spawn()?);
     }
-    // Read every child's output on its own thread, so that no child blocks on a full pipe.
+    collect_reports(children, || {
+        // Sample the server while the children run.
+        if let Some(sampler) = sampler.as_mut() {
+            sampler.poll();
+            Some(sampler.due_in().clamp(Duration::from_millis(1), Duration::from_millis(50)))
+        } else {
+            None
+        }
+    })
+}
+
+/// Reads every child's JSON report, each on its own thread so that no child blocks on a full pipe;
+/// while any child still runs, calls `meanwhile` and sleeps as long as it asks (`None`: just wait).
+/// Fails if a child produced no report.
+pub(crate) fn collect_reports(
+    mut children: Vec<Child>,
+    mut meanwhile: impl FnMut() -> Option<Duration>,
+) -> io::Result<Vec<Report>> {
     let readers: Vec<_> = children
         .iter_mut()
         .map(|c| {
@@ -112,11 +129,9 @@ pub fn run(
             })
         })
         .collect();
-    // Sample the server while the children run.
     while readers.iter().any(|r| !r.is_finished()) {
-        let Some(sampler) = sampler.as_mut() else { break };
-        sampler.poll();
-        std::thread::sleep(sampler.due_in().clamp(Duration::from_millis(1), Duration::from_millis(50)));
+        let Some(pause) = meanwhile() else { break };
+        std::thread::sleep(pause);
     }
     let mut reports = Vec::new();
     for (i, (mut child, reader)) in children.into_iter().zip(readers).enumerate() {

@@ -2,19 +2,9 @@
 
 mod util;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 
-use socket2::{Domain, Socket, Type};
-use util::{ReactorServer, run, run_with_fd_limit};
-
-/// A listener with `backlog` that never accepts.
-fn non_accepting_listener(backlog: i32) -> (Socket, SocketAddr) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
-    socket.listen(backlog).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    (socket, addr)
-}
+use util::{ReactorServer, non_accepting_listener, run, run_with_fd_limit};
 
 #[test]
 fn connect_classifies_emfile_when_the_fd_limit_is_lowered() {

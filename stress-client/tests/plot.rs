@@ -5,10 +5,9 @@
 
 mod util;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 
-use socket2::{Domain, Socket, Type};
 use util::{ReactorServer, run, run_with_fd_limit};
 
 /// A path for a test's picture, unique to this test process, removed when dropped.
@@ -54,14 +53,6 @@ impl Drop for Picture {
     }
 }
 
-fn listener(backlog: i32) -> (Socket, SocketAddr) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
-    socket.listen(backlog).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    (socket, addr)
-}
-
 #[test]
 fn connect_draws_its_connections_and_the_port_s_sockets() {
     let server = ReactorServer::start();
@@ -83,7 +74,7 @@ fn connect_draws_its_connections_and_the_port_s_sockets() {
 /// The limit that stopped the ramp is a labelled line, and the errors it caused are marks.
 #[test]
 fn connect_until_failure_draws_the_limit_it_met_and_the_errors_by_kind() {
-    let (_listener, addr) = listener(512);
+    let (_listener, addr) = util::non_accepting_listener(512);
     let picture = Picture::new("until-failure");
     let out = run_with_fd_limit(
         64,
@@ -132,7 +123,7 @@ fn echo_draws_messages_per_second() {
 /// Without `--backlog`, the listener's backlog comes from the kernel: the line is at backlog + 1.
 #[test]
 fn backlog_draws_the_queue_filling_to_backlog_plus_one() {
-    let (_listener, addr) = listener(8);
+    let (_listener, addr) = util::non_accepting_listener(8);
     let picture = Picture::new("backlog");
     let out = run(&format!("backlog --target {addr} --connect-timeout 300 --json --plot {}", picture.arg()));
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -148,7 +139,7 @@ fn backlog_draws_the_queue_filling_to_backlog_plus_one() {
 
 #[test]
 fn watch_draws_the_port_the_queue_and_the_server() {
-    let (listener, addr) = listener(16);
+    let (listener, addr) = util::non_accepting_listener(16);
     let client = TcpStream::connect(addr).unwrap();
     let (_accepted, _) = listener.accept().unwrap();
     // One more waits in the accept queue, so that the queue's line is not flat at zero.
@@ -179,7 +170,7 @@ fn plot_with_processes_is_refused_with_the_reason() {
 /// A picture that cannot be written fails the run before it starts, not after (losing its report).
 #[test]
 fn an_unwritable_plot_fails_before_the_run() {
-    let (_listener, addr) = listener(8);
+    let (_listener, addr) = util::non_accepting_listener(8);
     let out = run(&format!("backlog --target {addr} --plot /nonexistent/dir/backlog.svg"));
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("cannot write the plot to /nonexistent/dir/backlog.svg"), "{out:?}");

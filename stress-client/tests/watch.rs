@@ -31,10 +31,7 @@ struct Filled {
 }
 
 fn filled() -> Filled {
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    listener.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
-    listener.listen(BACKLOG as i32).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let (listener, addr) = util::non_accepting_listener(BACKLOG as i32);
     let mut held = Vec::new();
     for _ in 0..ACCEPTED {
         held.push(TcpStream::connect(addr).unwrap());

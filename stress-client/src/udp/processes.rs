@@ -1,7 +1,7 @@
 //! `udp --processes P`: the same command in P child processes, each with its share of the sockets
 //! and of the rate, and socket ids of its own; their JSON reports are merged.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
@@ -43,24 +43,5 @@ pub fn run(args: &UdpArgs, target: SocketAddr) -> io::Result<Vec<Report>> {
         offset += n;
         children.push(command.spawn()?);
     }
-    // Read every child's output on its own thread, so that no child blocks on a full pipe.
-    let readers: Vec<_> = children
-        .iter_mut()
-        .map(|c| {
-            let mut out = c.stdout.take().expect("stdout is piped");
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                out.read_to_string(&mut text).map(|_| text)
-            })
-        })
-        .collect();
-    let mut reports = Vec::new();
-    for (i, (mut child, reader)) in children.into_iter().zip(readers).enumerate() {
-        let text = reader.join().map_err(|_| io::Error::other("a reader thread panicked"))??;
-        let status = child.wait()?;
-        let report: Report = serde_json::from_str(&text)
-            .map_err(|e| io::Error::other(format!("child process {i} ({status}) wrote no report: {e}")))?;
-        reports.push(report);
-    }
-    Ok(reports)
+    crate::processes::collect_reports(children, || None)
 }

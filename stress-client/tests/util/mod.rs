@@ -263,3 +263,14 @@ pub fn assert_books(r: &serde_json::Value, label: &str) {
     let books = r["warnings"].as_array().unwrap().iter().filter(|w| w.as_str().unwrap().starts_with("books"));
     assert_eq!(books.count(), 0, "{label}: {}", r["warnings"]);
 }
+
+/// A listener on 127.0.0.1 with `backlog` that never accepts: its queue fills as the kernel completes
+/// handshakes. Kept open as long as the socket lives.
+pub fn non_accepting_listener(backlog: i32) -> (socket2::Socket, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    socket.listen(backlog).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
