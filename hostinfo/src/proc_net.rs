@@ -159,10 +159,17 @@ fn port_of(field: &str) -> Option<u16> {
     u16::from_str_radix(field.rsplit(':').next()?, 16).ok()
 }
 
-/// Counts the TCP sockets whose local or remote port is `port`, from `/proc/net/tcp` and
-/// `/proc/net/tcp6`. Fails only when neither file can be read, and on every OS but Linux
-/// ([`io::ErrorKind::Unsupported`]).
+/// Counts the TCP sockets whose local or remote port is `port`: from the kernel's sock_diag interface
+/// where it answers (the kernel filters by port, so the cost follows the port, not the machine's
+/// sockets: `/proc/net/tcp` lists them all, hundreds of megabytes at a million connections), else from
+/// `/proc/net/tcp` and `/proc/net/tcp6`. Fails only when neither can be read, and on every OS but
+/// Linux ([`io::ErrorKind::Unsupported`]).
 pub fn tcp_states(port: u16) -> io::Result<TcpStates> {
+    crate::sock_diag::port_sockets(port).map(|(states, _)| states).or_else(|_| tcp_states_from_proc(port))
+}
+
+/// [`tcp_states`] from `/proc/net/tcp{,6}` alone.
+pub(crate) fn tcp_states_from_proc(port: u16) -> io::Result<TcpStates> {
     if !HERE {
         return Err(crate::not_available(&format!("TCP socket states on port {port} (/proc/net/tcp)")));
     }

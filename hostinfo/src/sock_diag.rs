@@ -252,7 +252,7 @@ mod tests {
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (states, _) = port_sockets(local.port()).unwrap();
         assert_eq!(port_sockets(other.local_addr().unwrap().port()).unwrap().0.count("LISTEN"), 1);
-        assert_eq!(states, crate::tcp_states(local.port()).unwrap());
+        assert_eq!(states, crate::proc_net::tcp_states_from_proc(local.port()).unwrap());
         assert_eq!((states.count("ESTABLISHED"), states.count("LISTEN"), states.accept_queue), (2, 1, 1));
     }
 }

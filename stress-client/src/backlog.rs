@@ -115,7 +115,7 @@ pub fn run(args: &BacklogArgs) -> io::Result<BacklogReport> {
             }
         }
     }
-    let accept_queue = plot::port_sockets(addr.port()).map(|(s, _)| s.accept_queue).ok();
+    let accept_queue = hostinfo::tcp_states(addr.port()).map(|s| s.accept_queue).ok();
     let overflows = match (before, listen_counters()) {
         (Some(a), Some(b)) => Some(b.overflows.saturating_sub(a.overflows)),
         _ => None,

@@ -199,8 +199,7 @@ fn measure(
 /// `--processes`: the table lists every socket of the machine (hundreds of megabytes at a million
 /// connections), and a child reading it as it ends would only slow down the others still running.
 fn read_sockets(report: &mut Report, load: &LoadArgs) {
-    // Through sock_diag where it answers: its cost follows the port, not the machine's sockets.
-    match load.target.port().map(|port| crate::plot::port_sockets(port).map(|(states, _)| states)) {
+    match load.target.port().map(hostinfo::tcp_states) {
         None => {}
         Some(Ok(states)) => {
             report.sockets = states.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_owned(), n)).collect()

@@ -19,11 +19,3 @@ pub fn check_writable(path: &std::path::Path) -> std::io::Result<()> {
         std::io::Error::new(e.kind(), format!("cannot write the plot to {}: {e}", path.display()))
     })
 }
-
-/// The sockets of `port` by state, with its listeners' queues and backlogs: from sock_diag, whose cost
-/// follows the port; where it is refused, from `/proc/net/tcp`, without the backlogs (`None`).
-pub fn port_sockets(port: u16) -> std::io::Result<(hostinfo::TcpStates, Option<Vec<hostinfo::ListenQueue>>)> {
-    hostinfo::port_sockets(port)
-        .map(|(states, listeners)| (states, Some(listeners)))
-        .or_else(|_| hostinfo::tcp_states(port).map(|states| (states, None)))
-}

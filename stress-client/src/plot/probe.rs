@@ -54,7 +54,7 @@ impl ProbeRecorder {
     fn record(&mut self, t: f64, completed: u64) {
         let [connections, drops] = &mut self.timeline.panels[..] else { unreachable!("two panels") };
         connections.line("completed", t, completed as f64);
-        if let Ok((states, _)) = super::port_sockets(self.port) {
+        if let Ok(states) = hostinfo::tcp_states(self.port) {
             connections.line("accept queue", t, states.accept_queue as f64);
         }
         if let (Some(a), Some(b)) = (self.before, hostinfo::listen_counters()) {

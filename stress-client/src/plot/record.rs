@@ -94,7 +94,7 @@ impl Recorder {
         }
         let read_at = Instant::now();
         if read_at >= self.sockets_due
-            && let Some(Ok((states, _))) = self.port.map(super::port_sockets)
+            && let Some(Ok(states)) = self.port.map(hostinfo::tcp_states)
         {
             for (state, n) in states.iter() {
                 panels[SOCKETS].line(state, t, n as f64);

@@ -103,7 +103,7 @@ impl Watched {
     pub fn sample(&mut self, t: Duration) -> Sample {
         let port = self.listener.port();
         let mut sample = Sample { t: crate::start_at::round_us(t.as_secs_f64()), port, ..Sample::default() };
-        match crate::plot::port_sockets(port) {
+        match port_sockets(port) {
             Ok((states, listeners)) => {
                 sample.states = Some(states.iter().collect());
                 sample.accept_queue = Some(states.accept_queue);
@@ -175,4 +175,12 @@ impl Watched {
         }
         self.timeline
     }
+}
+
+/// The sockets of `port` by state, with its listeners' queues and backlogs: from sock_diag, whose cost
+/// follows the port; where it is refused, from `/proc/net/tcp`, without the backlogs (`None`).
+fn port_sockets(port: u16) -> std::io::Result<(hostinfo::TcpStates, Option<Vec<hostinfo::ListenQueue>>)> {
+    hostinfo::port_sockets(port)
+        .map(|(states, listeners)| (states, Some(listeners)))
+        .or_else(|_| hostinfo::tcp_states(port).map(|states| (states, None)))
 }
