@@ -22,17 +22,7 @@ impl StressRun {
     /// Starts `stress-client ARGS --json` pinned to the client core (the bench process is pinned there
     /// already, so children inherit it even without `taskset`).
     pub fn start(args: &[String]) -> BenchResult<StressRun> {
-        let program = built_binary("stress-client")?;
-        let mut command = if crate::pin::pinning() {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &CLIENT_CORE.to_string()]).arg(&program);
-            c
-        } else {
-            Command::new(&program)
-        };
-        command.args(args).arg("--json").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = command.spawn().map_err(|e| format!("cannot start stress-client: {e}"))?;
-        Ok(StressRun { child, started: Instant::now() })
+        StressRun::launch(args, Stdio::piped())
     }
 
     /// [`start`](Self::start), with the client's stderr (its progress lines, and each of its child
@@ -43,6 +33,10 @@ impl StressRun {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let file = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        StressRun::launch(args, Stdio::from(file))
+    }
+
+    fn launch(args: &[String], stderr: Stdio) -> BenchResult<StressRun> {
         let program = built_binary("stress-client")?;
         let mut command = if crate::pin::pinning() {
             let mut c = Command::new("taskset");
@@ -51,7 +45,7 @@ impl StressRun {
         } else {
             Command::new(&program)
         };
-        command.args(args).arg("--json").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(file);
+        command.args(args).arg("--json").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
         let child = command.spawn().map_err(|e| format!("cannot start stress-client: {e}"))?;
         Ok(StressRun { child, started: Instant::now() })
     }
