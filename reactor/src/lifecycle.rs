@@ -13,13 +13,20 @@
 //! conn 1.3 fd 10 127.0.0.1:7878 <- 127.0.0.1:43512: closed: peer_closed
 //! ```
 //!
-//! Free when off: whether the target is enabled is asked once per connection, when it opens; a traced
-//! connection then carries its names ([`Traced`]) and every later step looks only at that. The one
-//! per-read step, the first byte, rides on a check the read loop makes anyway (see
-//! `State::short_read_drains`), so an untraced connection's reads cost nothing more.
+//! Free when off: whether the target is enabled is asked once per connection, when it opens, and kept
+//! as one bit of its state; an untraced connection carries nothing else (not even a pointer: a table
+//! entry per idle connection is about 100 bytes, and a field there would be paid by every connection,
+//! traced or not). A traced connection's names are kept aside, by descriptor, from its first step to
+//! its last: the peer's address must be taken early, as the kernel forgets it once both sides have
+//! shut down (`getpeername` says ENOTCONN). The one per-read step, the first byte, rides
+//! on a check the read loop makes anyway (see `State::short_read_drains`), so an untraced connection's
+//! reads cost nothing more.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::Mutex;
 
 use crate::stream::{ListenSocket, Stream};
 use crate::{Address, ConnId, ListenerId};
@@ -35,38 +42,45 @@ pub(crate) fn enabled() -> bool {
     log::log_enabled!(target: TARGET, log::Level::Trace)
 }
 
-/// A traced connection's names, taken when it opens: the peer's address may be unreadable by the time
-/// the connection closes (after a reset, `getpeername` says ENOTCONN).
-#[derive(Debug)]
-pub(crate) struct Traced {
-    id: ConnId,
-    fd: i32,
-    local: Address,
-    peer: Address,
+/// The local and peer addresses of the traced connections, by descriptor (unique while the socket is
+/// open, across every loop of the process). Touched only while tracing; an entry a connection left
+/// behind is replaced by the next traced connection on that descriptor.
+static NAMES: Mutex<BTreeMap<RawFd, (String, String)>> = Mutex::new(BTreeMap::new());
+
+fn names() -> std::sync::MutexGuard<'static, BTreeMap<RawFd, (String, String)>> {
+    // A panic elsewhere while holding the lock leaves the map as it was: still usable.
+    NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Traced {
-    /// The names of `stream`, if lifecycle lines are wanted; `peer` as the accept returned it, or
-    /// `None` to read it from the socket (an outbound connect, once connected).
-    #[cold]
-    pub(crate) fn open(id: ConnId, stream: &Stream, peer: Option<&Address>) -> Option<Box<Traced>> {
-        if !enabled() {
-            return None;
-        }
-        let local = stream.local_address().unwrap_or(Address::UnixUnnamed);
-        let peer = match peer {
-            Some(peer) => peer.clone(),
-            None => stream.peer_address().unwrap_or(Address::UnixUnnamed),
-        };
-        Some(Box::new(Traced { id, fd: stream.as_fd().as_raw_fd(), local, peer }))
-    }
+fn name(address: io::Result<Address>) -> String {
+    address.map_or_else(|_| "?".to_owned(), |a| a.to_string())
+}
 
-    /// Logs one step of this connection's life.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn step(&self, what: fmt::Arguments<'_>) {
-        log::trace!(target: TARGET, "{} fd {} {} <- {}: {what}", self.id, self.fd, self.local, self.peer);
+/// Starts tracing a connection: takes its names, `peer` as the accept returned it, or `None` to read
+/// it from the socket (an outbound connect, once connected).
+#[cold]
+#[inline(never)]
+pub(crate) fn open(stream: &Stream, peer: Option<&Address>) {
+    let local = name(stream.local_address());
+    let peer = peer.map_or_else(|| name(stream.peer_address()), Address::to_string);
+    names().insert(stream.as_fd().as_raw_fd(), (local, peer));
+}
+
+/// Logs one step in the life of connection `id`; its last step (`last`) also forgets its names.
+#[cold]
+#[inline(never)]
+pub(crate) fn step(id: ConnId, stream: &Stream, last: bool, what: fmt::Arguments<'_>) {
+    let fd = stream.as_fd().as_raw_fd();
+    let mut names = names();
+    let (local, peer) = match names.get(&fd) {
+        Some((local, peer)) => (local.clone(), peer.clone()),
+        None => (name(stream.local_address()), name(stream.peer_address())),
+    };
+    if last {
+        names.remove(&fd);
     }
+    drop(names);
+    log::trace!(target: TARGET, "{id} fd {fd} {local} <- {peer}: {what}");
 }
 
 /// Logs one step of a listener's life (accept held or resumed), if lifecycle lines are wanted.

@@ -47,7 +47,6 @@ use mio::net::{TcpStream, UnixStream};
 
 use crate::core::{Core, Entry};
 use crate::handler::{CloseKind, CloseReason, ConnectOptions, Origin};
-use crate::lifecycle::Traced;
 use crate::output::OutputQueue;
 use crate::stream::Stream;
 use crate::timer::TimerKind;
@@ -66,35 +65,33 @@ pub(crate) struct Connection {
     pub(crate) last_active: Instant,
     pub(crate) idle_timer: Option<Key>,
     pub(crate) state: State,
-    /// Its names for the lifecycle log, when that was on as it opened.
-    pub(crate) traced: Option<Box<Traced>>,
 }
 
 impl Connection {
     fn new(stream: Stream, now: Instant, state: State) -> Connection {
-        Connection {
-            stream,
-            output: OutputQueue::default(),
-            last_active: now,
-            idle_timer: None,
-            state,
-            traced: None,
-        }
+        Connection { stream, output: OutputQueue::default(), last_active: now, idle_timer: None, state }
     }
 
     /// Starts tracing this connection's lifecycle, if the lifecycle log is on.
-    fn trace(&mut self, key: Key, peer: Option<&Address>) {
-        self.traced = Traced::open(ConnId(key), &self.stream, peer);
-        if self.traced.is_some() {
-            self.state.await_first_byte();
+    fn trace(&mut self, peer: Option<&Address>) {
+        if crate::lifecycle::enabled() {
+            self.state.trace();
+            crate::lifecycle::open(&self.stream, peer);
         }
     }
 
     /// Logs a step of its life, if it is traced.
     #[inline]
-    pub(crate) fn step(&self, what: std::fmt::Arguments<'_>) {
-        if let Some(traced) = &self.traced {
-            traced.step(what);
+    pub(crate) fn step(&self, key: Key, what: std::fmt::Arguments<'_>) {
+        if self.state.traced() {
+            crate::lifecycle::step(ConnId(key), &self.stream, false, what);
+        }
+    }
+
+    /// Logs the last step of its life, if it is traced.
+    fn last_step(&self, key: Key, what: std::fmt::Arguments<'_>) {
+        if self.state.traced() {
+            crate::lifecycle::step(ConnId(key), &self.stream, true, what);
         }
     }
 }
@@ -117,8 +114,8 @@ pub(crate) fn open_accepted<H: Handler>(
     };
     arm_idle_timer(core, key);
     if let Some(conn) = core.connection(key) {
-        conn.trace(key, Some(&peer));
-        conn.step(format_args!("accepted from the accept queue (ESTABLISHED)"));
+        conn.trace(Some(&peer));
+        conn.step(key, format_args!("accepted from the accept queue (ESTABLISHED)"));
     }
     debug!("{} accepted from {peer}", ConnId(key));
     handler.on_open(&mut Context { core }, ConnId(key), Origin::Accepted(ListenerId(listener)));
@@ -175,7 +172,7 @@ pub(crate) fn idle_timer_fired(core: &mut Core, key: Key) {
     conn.idle_timer = None;
     let quiet = now.saturating_duration_since(conn.last_active);
     if quiet >= idle {
-        conn.step(format_args!("idle timeout: no byte moved for {:.3} s", quiet.as_secs_f64()));
+        conn.step(key, format_args!("idle timeout: no byte moved for {:.3} s", quiet.as_secs_f64()));
         core.schedule_close(key, CloseReason::of(CloseKind::IdleTimeout));
     } else {
         let timer = core.set_timer(idle - quiet, TimerKind::Idle(key));
@@ -200,7 +197,7 @@ fn close_scheduled_now<H: Handler>(core: &mut Core, handler: &mut H) {
     while let Some((key, reason)) = core.pop_closing() {
         let Some(entry) = core.remove(key) else { continue };
         if let Entry::Connection(conn) = &entry {
-            conn.step(format_args!("closed: {reason}"));
+            conn.last_step(key, format_args!("closed: {reason}"));
         }
         drop(entry);
         core.counters_mut().closed[reason.kind().index()] += 1;
@@ -225,9 +222,9 @@ pub(crate) fn queue_read(core: &mut Core, key: Key) {
 /// connection, and never for an untraced one.
 #[cold]
 #[inline(never)]
-pub(crate) fn first_byte(conn: &mut Connection, bytes: usize) {
+pub(crate) fn first_byte(conn: &mut Connection, key: Key, bytes: usize) {
     if conn.state.first_byte() {
-        conn.step(format_args!("first byte ({bytes} B)"));
+        conn.step(key, format_args!("first byte ({bytes} B)"));
     }
 }
 

@@ -91,7 +91,7 @@ fn read<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], key: Ke
                 if drained {
                     conn.state.drained();
                 } else if conn.state.awaiting_first_byte() {
-                    super::first_byte(conn, n);
+                    super::first_byte(conn, key, n);
                 }
                 if conn.state.lingering().is_some() {
                     core.counters_mut().bytes_discarded += n as u64;
@@ -154,11 +154,11 @@ fn pause_or_close(core: &mut Core, key: Key, next: Next) {
 /// The peer's EOF: the end of a linger, or the application decides.
 fn peer_eof<H: Handler>(core: &mut Core, handler: &mut H, key: Key) {
     let Some(conn) = core.connection(key) else { return };
-    if conn.traced.is_some() {
+    if conn.state.traced() {
         if conn.state.our_fin_is_out() {
-            conn.step(format_args!("peer EOF after our FIN: our side is TIME_WAIT"));
+            conn.step(key, format_args!("peer EOF after our FIN: our side is TIME_WAIT"));
         } else {
-            conn.step(format_args!("peer EOF: its FIN arrived, our side is CLOSE_WAIT"));
+            conn.step(key, format_args!("peer EOF: its FIN arrived, our side is CLOSE_WAIT"));
         }
     }
     if let Some(ending) = conn.state.lingering() {
@@ -195,8 +195,8 @@ fn connected<H: Handler>(core: &mut Core, handler: &mut H, buffer: &mut [u8], ke
     }
     core.counters_mut().connected += 1;
     if let Some(conn) = core.connection(key) {
-        conn.trace(key, None);
-        conn.step(format_args!("connected (ESTABLISHED)"));
+        conn.trace(None);
+        conn.step(key, format_args!("connected (ESTABLISHED)"));
     }
     debug!("{} connected", ConnId(key));
     handler.on_open(&mut Context { core }, ConnId(key), Origin::Connected);

@@ -107,8 +107,10 @@ const ACCEPTED: u16 = 1 << 9;
 /// first read of a traced connection leaves the read loop's fast exit (and its next read finds the
 /// socket empty) without a test of its own on every read.
 const AWAITING_FIRST_BYTE: u16 = 1 << 10;
+/// Its lifecycle is logged (the lifecycle log was on as it opened).
+const TRACED: u16 = 1 << 11;
 
-const NAMES: [(u16, &str); 11] = [
+const NAMES: [(u16, &str); 12] = [
     (READABLE, "READABLE"),
     (HANGUP_SEEN, "HANGUP_SEEN"),
     (URGENT, "URGENT"),
@@ -120,6 +122,7 @@ const NAMES: [(u16, &str); 11] = [
     (WRITABLE_INTEREST, "WRITABLE_INTEREST"),
     (ACCEPTED, "ACCEPTED"),
     (AWAITING_FIRST_BYTE, "AWAITING_FIRST_BYTE"),
+    (TRACED, "TRACED"),
 ];
 
 impl Flags {
@@ -243,9 +246,15 @@ impl State {
         !self.flags.has(HANGUP_SEEN | URGENT | AWAITING_FIRST_BYTE)
     }
 
-    /// The lifecycle log follows this connection: report its first byte.
-    pub(crate) fn await_first_byte(&mut self) {
-        self.flags.set(AWAITING_FIRST_BYTE);
+    /// The lifecycle log follows this connection, from its first byte on.
+    pub(crate) fn trace(&mut self) {
+        self.flags.set(TRACED | AWAITING_FIRST_BYTE);
+    }
+
+    /// Its lifecycle is logged.
+    #[inline]
+    pub(crate) fn traced(&self) -> bool {
+        self.flags.has(TRACED)
     }
 
     /// Traced and no byte read until now: asked only on reads that did not drain the socket.
@@ -469,7 +478,7 @@ mod tests {
     fn only_a_traced_connection_awaits_its_first_byte() {
         let mut state = State::accepted();
         assert!(state.short_read_drains() && !state.awaiting_first_byte());
-        state.await_first_byte();
+        state.trace();
         assert!(!state.short_read_drains() && state.awaiting_first_byte());
         assert!(state.first_byte());
         assert!(!state.first_byte(), "reported twice");

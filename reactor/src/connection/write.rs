@@ -95,9 +95,10 @@ fn send_slow(core: &mut Core, key: Key, data: &[u8], first: Option<io::Result<us
     if conn.output.len() > high_watermark && !conn.state.paused_by_backpressure() {
         conn.state.pause_by_backpressure();
         let queued = conn.output.len();
-        conn.step(format_args!(
-            "paused reading: back-pressure, {queued} B queued for a peer that is not reading"
-        ));
+        conn.step(
+            key,
+            format_args!("paused reading: back-pressure, {queued} B queued for a peer that is not reading"),
+        );
     }
     core.counters_mut().bytes_out += written as u64;
     want_write(core, key, true);
@@ -141,7 +142,7 @@ pub(crate) fn flush(core: &mut Core, key: Key) -> bool {
     if resume {
         conn.state.resume_by_backpressure();
         let queued = conn.output.len();
-        conn.step(format_args!("resumed reading: {queued} B queued, below the low watermark"));
+        conn.step(key, format_args!("resumed reading: {queued} B queued, below the low watermark"));
     }
     let asked_to_hear = matches!(result, Ok(Flush::Drained)) && conn.state.take_drained_notice();
     core.counters_mut().bytes_out += written as u64;
@@ -227,9 +228,9 @@ fn take_step(core: &mut Core, key: Key, step: Step) {
                 core.schedule_close(key, CloseReason::from_io(e));
                 return;
             }
-            if conn.traced.is_some() {
+            if conn.state.traced() {
                 let state = if conn.state.read_closed() { "LAST_ACK" } else { "FIN_WAIT_1" };
-                conn.step(format_args!("our FIN sent (shutdown write), our side is {state}"));
+                conn.step(key, format_args!("our FIN sent (shutdown write), our side is {state}"));
             }
             let next = conn.state.fin_sent();
             take_step(core, key, next);
