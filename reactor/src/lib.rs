@@ -55,7 +55,7 @@
 //! | `stream.rs`, `unix_path.rs`, `address.rs` | TCP and Unix sockets behind one type each (`Stream`, `ListenSocket`); a Unix listener's socket file (stale ones replaced, ours removed); the public [`Address`] |
 //! | `datagram.rs` | UDP sockets |
 //! | `handler.rs`, `context.rs` | the API: what the loop tells the application, and what a callback may ask |
-//! | `lifecycle.rs` | the lifecycle log lines, and what a traced connection carries to write them |
+//! | `lifecycle.rs` | the lifecycle log lines, and the names of the traced connections |
 //! | `timer.rs`, `token.rs`, `output.rs`, `stats.rs`, `config.rs`, `handle.rs` | timers, generation-tagged ids, the bounded output queue, counters, settings, the cross-thread handle |
 //! | `sys/` | the few platform calls the loop itself makes (send and receive flags, urgent-data readiness, non-blocking connect) |
 //!
