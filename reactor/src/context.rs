@@ -311,6 +311,7 @@ impl Context<'_> {
     /// is also followed by `on_udp_writable` when room returns, as for a direct send), and
     /// `datagrams_failed` for any other error. UDP promises no delivery either way; the counters say
     /// what the kernel did.
+    #[inline]
     pub fn send_to(&mut self, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<()> {
         crate::datagram::send_to(self.core, socket, data, to)
     }

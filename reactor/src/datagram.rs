@@ -13,6 +13,8 @@
 //! learning `EAGAIN`. While a batch is delivered, a [`Context::send_to`] on *that* socket is gathered
 //! (at most 64 datagrams and 128 KiB, flushed early when full) and the whole gather goes out with one
 //! `sendmmsg` when the batch has been delivered, before the loop receives again or does anything else.
+//! A gathered reply whose bytes lie in the receive batch (the datagram itself, or a slice of it, as an
+//! echo sends) is not copied: it goes out from there, and the batch receives again only after it has.
 //! Sends on other sockets, and sends outside `on_datagram`, go out at once as elsewhere.
 //!
 //! A datagram longer than its slot is cut short by the kernel (`MSG_TRUNC`): it is counted in
@@ -41,9 +43,10 @@ pub(crate) struct Datagram {
     refused: bool,
     /// On the ready list, with datagrams possibly left unread.
     queued: bool,
-    /// A receive batch of this socket is being delivered: sends on it are gathered.
+    /// A receive batch of this socket is being delivered: sends on it are gathered, and those that
+    /// answer from these receive slots are sent from there.
     #[cfg(target_os = "linux")]
-    gathering: bool,
+    gathering: Option<std::sync::Arc<crate::sys::Slots>>,
     /// Sends gathered during the current batch; allocated at the first one.
     #[cfg(target_os = "linux")]
     gather: Option<Box<crate::sys::SendBatch>>,
@@ -84,7 +87,7 @@ pub(crate) fn bind(core: &mut Core, addr: SocketAddr) -> io::Result<UdpId> {
         refused: false,
         queued: false,
         #[cfg(target_os = "linux")]
-        gathering: false,
+        gathering: None,
         #[cfg(target_os = "linux")]
         gather: None,
     };
@@ -93,6 +96,7 @@ pub(crate) fn bind(core: &mut Core, addr: SocketAddr) -> io::Result<UdpId> {
 
 /// Sends one datagram, or gathers it into the batch being answered (see
 /// [`Context::send_to`](crate::Context::send_to)), and counts it.
+#[inline]
 pub(crate) fn send_to(core: &mut Core, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if gather(core, socket, data, to)? {
@@ -119,23 +123,20 @@ fn refusal(error: &io::Error) -> bool {
 /// Gathers a send made while the socket's receive batch is delivered; false when the socket is not
 /// gathering (send it now). A full gather is flushed first, so order is kept.
 #[cfg(target_os = "linux")]
+#[inline]
 fn gather(core: &mut Core, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<bool> {
     let datagram = open(core, socket)?;
-    if !datagram.gathering {
-        return Ok(false);
-    }
+    let Some(slots) = &datagram.gathering else { return Ok(false) };
     let batch = datagram.gather.get_or_insert_with(Box::default);
-    if batch.fits(data.len()) {
-        batch.push(data, to);
+    if batch.push(data, to, slots) {
         return Ok(true);
     }
     flush(core, socket.0);
-    let Some(batch) = core.datagram(socket.0).and_then(|d| d.gather.as_mut()) else { return Ok(false) };
-    if !batch.fits(data.len()) {
+    let Some(datagram) = core.datagram(socket.0) else { return Ok(false) };
+    let (Some(batch), Some(slots)) = (datagram.gather.as_mut(), &datagram.gathering) else {
         return Ok(false);
-    }
-    batch.push(data, to);
-    Ok(true)
+    };
+    Ok(batch.push(data, to, slots))
 }
 
 /// Sends what the socket gathered, with one `sendmmsg` where the kernel takes it all, and counts the
@@ -147,7 +148,7 @@ fn flush(core: &mut Core, key: Key) {
     if batch.is_empty() {
         return;
     }
-    let flushed = batch.flush(&datagram.socket);
+    let flushed = batch.flush(&datagram.socket, datagram.gathering.as_deref());
     datagram.refused |= flushed.would_block;
     let counters = core.counters_mut();
     counters.datagrams_out += flushed.sent;
@@ -242,7 +243,7 @@ fn read_batches<H: Handler>(core: &mut Core, handler: &mut H, batch: &mut crate:
                 continue;
             }
         };
-        datagram.gathering = true;
+        datagram.gathering = Some(batch.slots());
         for index in 0..count {
             let Some((data, received)) = batch.get(index) else { break };
             let Some(from) = received.from else { continue };
@@ -254,7 +255,7 @@ fn read_batches<H: Handler>(core: &mut Core, handler: &mut H, batch: &mut crate:
         }
         flush(core, key);
         if let Some(datagram) = core.datagram(key) {
-            datagram.gathering = false;
+            datagram.gathering = None;
         }
         taken += count;
         if count < DATAGRAM_BATCH {

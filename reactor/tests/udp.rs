@@ -215,3 +215,105 @@ fn a_datagram_longer_than_the_buffer_is_counted_as_truncated_not_delivered() {
         assert_eq!(&reply[..n], &numbered(seq, len)[..], "only whole datagrams are echoed");
     }
 }
+
+/// Answers each datagram three ways, in this order: with the received bytes as they stand, with their
+/// tail (both may go out from the receive buffer itself), and with a copy marked at the end. After
+/// `close_after` datagrams it closes the socket from inside the callback.
+struct MixedReplies {
+    received: u64,
+    close_after: Option<u64>,
+}
+
+impl Handler for MixedReplies {
+    type Message = ();
+    fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, _: &[u8]) -> Next {
+        Next::Continue
+    }
+    fn on_datagram(&mut self, ctx: &mut Context<'_>, socket: UdpId, data: &[u8], from: SocketAddr) {
+        self.received += 1;
+        let _ = ctx.send_to(socket, data, from);
+        let _ = ctx.send_to(socket, &data[4..], from);
+        let mut marked = data.to_vec();
+        marked.push(0xAA);
+        let _ = ctx.send_to(socket, &marked, from);
+        if self.close_after == Some(self.received) {
+            ctx.close_udp(socket).unwrap();
+        }
+    }
+}
+
+/// The next reply on `peer`, which must come within the read timeout.
+fn next_reply(peer: &UdpSocket) -> Vec<u8> {
+    let mut reply = [0; 128];
+    let (len, _) = peer.recv_from(&mut reply).unwrap();
+    reply[..len].to_vec()
+}
+
+#[test]
+fn replies_from_the_received_bytes_and_copies_go_out_in_order_each_whole() {
+    // 40 datagrams, 120 replies: more than one gather holds (64), so replies that point into the receive
+    // buffer are also sent by an early flush. Few enough that the peer's receive buffer holds them all.
+    const DATAGRAMS: u32 = 40;
+    util::init();
+    let handler = MixedReplies { received: 0, close_after: None };
+    let mut event_loop = EventLoop::new(Config::default(), handler).unwrap();
+    let mut ctx = event_loop.context();
+    let socket = ctx.bind_udp(util::any_local_address()).unwrap();
+    let addr = ctx.local_addr(socket).unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for seq in 0..DATAGRAMS {
+        peer.send_to(&numbered(seq, 48), addr).unwrap();
+    }
+    for _ in 0..200 {
+        if event_loop.handler().received == u64::from(DATAGRAMS) {
+            break;
+        }
+        event_loop.run_once(Some(Duration::from_millis(20))).unwrap();
+    }
+    assert_eq!(event_loop.handler().received, u64::from(DATAGRAMS));
+    // One socket, one peer, on loopback: the replies arrive in the order they were gathered.
+    for seq in 0..DATAGRAMS {
+        let sent = numbered(seq, 48);
+        assert_eq!(next_reply(&peer), sent, "the whole echo of {seq}");
+        assert_eq!(next_reply(&peer), &sent[4..], "the tail of {seq}");
+        let mut marked = sent.clone();
+        marked.push(0xAA);
+        assert_eq!(next_reply(&peer), marked, "the copy of {seq}");
+    }
+    let stats = event_loop.stats();
+    assert_eq!((stats.datagrams_out, stats.datagrams_failed), (u64::from(DATAGRAMS) * 3, 0));
+}
+
+#[test]
+fn replies_gathered_before_a_close_in_the_same_callback_are_sent() {
+    util::init();
+    let handler = MixedReplies { received: 0, close_after: Some(2) };
+    let mut event_loop = EventLoop::new(Config::default(), handler).unwrap();
+    let mut ctx = event_loop.context();
+    let socket = ctx.bind_udp(util::any_local_address()).unwrap();
+    let addr = ctx.local_addr(socket).unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for seq in 0..5 {
+        peer.send_to(&numbered(seq, 40), addr).unwrap();
+    }
+    for _ in 0..200 {
+        if event_loop.handler().received >= 2 {
+            break;
+        }
+        event_loop.run_once(Some(Duration::from_millis(20))).unwrap();
+    }
+    // The loop still turns after the close, and the rest of the batch is not delivered.
+    event_loop.run_once(Some(Duration::from_millis(0))).unwrap();
+    assert_eq!(event_loop.handler().received, 2);
+    for seq in 0..2 {
+        let sent = numbered(seq, 40);
+        assert_eq!(next_reply(&peer), sent);
+        assert_eq!(next_reply(&peer), &sent[4..]);
+        assert_eq!(next_reply(&peer).len(), 41);
+    }
+    peer.set_nonblocking(true).unwrap();
+    assert!(peer.recv_from(&mut [0; 128]).is_err(), "a reply arrived for a datagram after the close");
+    assert_eq!(event_loop.stats().datagrams_out, 6);
+}

@@ -2,7 +2,9 @@
 //! non-blocking connect, batched datagram I/O on Linux), one door each. Facts about the host (descriptor limits, `/proc`, errno names) are the
 //! `hostinfo` crate's, not part of this crate's API.
 
+// The crate's only `unsafe`: the message headers of batched datagram I/O (see the module's docs).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 mod mmsg;
 mod readiness;
 #[cfg(not(target_os = "linux"))]
@@ -11,7 +13,7 @@ mod socket;
 mod socket_io;
 
 #[cfg(target_os = "linux")]
-pub(crate) use mmsg::{BATCH as DATAGRAM_BATCH, RecvBatch, SendBatch};
+pub(crate) use mmsg::{BATCH as DATAGRAM_BATCH, RecvBatch, SendBatch, Slots};
 #[cfg(not(target_os = "linux"))]
 pub(crate) use recv_datagram::recv_datagram;
 
