@@ -66,14 +66,39 @@ pub fn describe(c: &Counters) -> String {
             line += &format!(" accept_{}={}", kind.name(), c.accept_errors(kind));
         }
     }
-    if c.datagrams_in > 0 {
+    if c.datagrams_in + c.datagrams_truncated > 0 {
         line += &format!(
             " datagrams in {} out {} refused {}",
             c.datagrams_in, c.datagrams_out, c.datagrams_refused
         );
+        // Rare, and each a datagram lost here: shown only when they happened.
+        if c.datagrams_truncated > 0 {
+            line += &format!(" truncated {}", c.datagrams_truncated);
+        }
+        if c.datagrams_failed > 0 {
+            line += &format!(" failed {}", c.datagrams_failed);
+        }
     }
     if c.accept_paused_at_cap > 0 {
         line += &format!(" paused_at_cap={}", c.accept_paused_at_cap);
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagram_losses_are_shown_when_they_happened() {
+        let mut c = Counters::default();
+        (c.datagrams_in, c.datagrams_out) = (5, 5);
+        assert!(describe(&c).ends_with(" datagrams in 5 out 5 refused 0"), "{}", describe(&c));
+        (c.datagrams_truncated, c.datagrams_failed) = (2, 1);
+        assert!(describe(&c).ends_with(" refused 0 truncated 2 failed 1"), "{}", describe(&c));
+        // Datagrams cut short are reported even when none was delivered.
+        let mut cut = Counters::default();
+        (cut.datagrams_truncated, cut.datagrams_out) = (3, 0);
+        assert!(describe(&cut).contains(" datagrams in 0 out 0 refused 0 truncated 3"), "{}", describe(&cut));
+    }
 }

@@ -1,4 +1,5 @@
-//! The live line on stderr: connections up, messages per second, errors, once a second.
+//! The live line on stderr, once a second: connections up, messages per second and errors; for `udp`,
+//! sockets, datagrams back per second, and datagrams lost.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +21,8 @@ pub struct Counters {
     pub messages: AtomicU64,
     /// Failures so far.
     pub errors: AtomicU64,
+    /// `udp`: datagrams lost so far (in the measured interval).
+    pub lost: AtomicU64,
     /// Those failures by kind, updated when `errors` changes (rarely: failures are the exception).
     pub kinds: Mutex<ErrorCounts>,
 }
@@ -90,6 +93,7 @@ pub struct Ticker<'a> {
     terminal: bool,
     prefix: String,
     printed: bool,
+    datagrams: bool,
     sampler: Option<&'a mut Sampler>,
     recorder: Option<&'a mut Recorder>,
 }
@@ -105,9 +109,15 @@ impl<'a> Ticker<'a> {
             terminal: std::io::stderr().is_terminal(),
             prefix,
             printed: false,
+            datagrams: false,
             sampler,
             recorder: None,
         }
+    }
+
+    /// The same ticker, for `udp`: its line counts sockets, datagrams back and datagrams lost.
+    pub fn datagrams(self) -> Ticker<'a> {
+        Ticker { datagrams: true, ..self }
     }
 
     /// The same ticker, recording the run's timeline into `recorder` as it ticks.
@@ -142,11 +152,19 @@ impl<'a> Ticker<'a> {
         if self.started.elapsed() < Duration::from_secs(2) {
             return;
         }
-        let line = format!(
-            "{}{:>4.0}s  open {open}  established {established}  {rate:.0} msg/s  errors {errors}",
-            self.prefix,
-            self.started.elapsed().as_secs_f64()
-        );
+        let seconds = self.started.elapsed().as_secs_f64();
+        let line = if self.datagrams {
+            let lost: u64 = progress.counters.iter().map(|c| c.lost.load(Ordering::Relaxed)).sum();
+            format!(
+                "{}{seconds:>4.0}s  sockets {open}  {rate:.0} datagrams/s back  received {messages}  lost {lost}  errors {errors}",
+                self.prefix
+            )
+        } else {
+            format!(
+                "{}{seconds:>4.0}s  open {open}  established {established}  {rate:.0} msg/s  errors {errors}",
+                self.prefix
+            )
+        };
         let mut err = std::io::stderr().lock();
         let _ = if self.terminal { write!(err, "\r\x1b[2K{line}") } else { writeln!(err, "{line}") };
         self.printed = true;

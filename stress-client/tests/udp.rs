@@ -57,6 +57,28 @@ fn against_the_reactor_s_echo_every_datagram_comes_back() {
 }
 
 #[test]
+fn a_run_longer_than_two_seconds_reports_progress_on_stderr() {
+    let server = udp_echo_server();
+    let out = run(&format!(
+        "udp --target {} --sockets 2 --window 4 --duration 3.5 --warmup 0 --loss-timeout 2 --json",
+        server.addr
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let r = out.json();
+    // Piped, the line is printed once a second from the third second on, never in the report.
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains("datagrams/s back")).collect();
+    assert!(!lines.is_empty(), "no progress line in {:?}", out.stderr);
+    for line in &lines {
+        assert!(line.contains("sockets 2 "), "{line}");
+        assert!(line.contains("lost 0  errors 0"), "{line}");
+    }
+    // What it shows was received by then: no more than the report's total.
+    let last: u64 =
+        lines.last().unwrap().split("received ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(last > 0 && last <= n(&r, "received"), "{last} against {r}");
+}
+
+#[test]
 fn split_over_processes_and_at_a_fixed_rate_the_books_still_balance() {
     let server = udp_echo_server();
     let out = run(&format!(

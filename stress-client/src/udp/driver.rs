@@ -5,6 +5,8 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -59,6 +61,8 @@ pub struct UdpPlan {
     pub start_at: Option<Instant>,
     /// Datagrams each socket's record holds.
     pub capacity: usize,
+    /// Where the loop publishes its counts for the progress line.
+    pub progress: Arc<crate::progress::Counters>,
 }
 
 /// What one loop found.
@@ -357,7 +361,17 @@ impl UdpDriver {
             self.sockets[i].seq.expire(now_ns, &mut self.counts);
             self.send_due(ctx, i);
         }
+        self.publish();
         self.check_done(ctx);
+    }
+
+    /// Publishes the counts for the progress line (absolute values; a plain store each).
+    fn publish(&self) {
+        let p = &self.plan.progress;
+        p.open.store(self.sockets.len() as u64, Ordering::Relaxed);
+        p.messages.store(self.counts.received, Ordering::Relaxed);
+        p.lost.store(self.counts.lost, Ordering::Relaxed);
+        p.errors.store(self.errors.values().sum(), Ordering::Relaxed);
     }
 
     /// Stops sending.

@@ -35,6 +35,7 @@ use kernel::{Before, Kernel};
 use crate::error_kind::ErrorCounts;
 use crate::load::Finished;
 use crate::loss::Losses;
+use crate::progress::{Progress, Ticker};
 use crate::report::{Client, Report};
 use crate::tally::{self, Tally};
 use crate::usage::{Usage, Window};
@@ -89,6 +90,7 @@ fn measure(args: &UdpArgs, target: SocketAddr) -> io::Result<Report> {
     let capacity =
         (RECORD_BUDGET / args.sockets).clamp(MIN_RECORD, MAX_RECORD).max(2 * u64::from(args.window));
     let start_at = args.start_at.map(crate::start_at::instant);
+    let progress = Progress::new(threads as usize);
     let plans: Vec<UdpPlan> = (0..threads)
         .scan(args.id_offset, |first_id, i| {
             let n = args.sockets / threads + u64::from(i < args.sockets % threads);
@@ -104,12 +106,15 @@ fn measure(args: &UdpArgs, target: SocketAddr) -> io::Result<Report> {
                 loss_timeout: args.loss_timeout,
                 start_at,
                 capacity: capacity as usize,
+                progress: progress.counters[i as usize].clone(),
             };
             *first_id += n;
             Some(plan)
         })
         .collect();
-    let combined = run_loops(plans)?;
+    let prefix = args.child_index.map(|i| format!("[process {i}] ")).unwrap_or_default();
+    let mut ticker = Ticker::new(prefix, None).datagrams();
+    let combined = run_loops(plans, &progress, &mut ticker)?;
     let usage = combined.usage.usage(&usage_before, &Usage::now());
     let c = combined.counts;
     let size = args.size as u64;
@@ -229,8 +234,8 @@ impl Combined {
     }
 }
 
-/// Runs each plan on its own loop and thread; returns once every loop has finished.
-fn run_loops(plans: Vec<UdpPlan>) -> io::Result<Combined> {
+/// Runs each plan on its own loop and thread, printing progress; returns once every loop has finished.
+fn run_loops(plans: Vec<UdpPlan>, progress: &Progress, ticker: &mut Ticker<'_>) -> io::Result<Combined> {
     let (done, finished) = mpsc::channel();
     let mut handles = Vec::new();
     for (i, plan) in plans.into_iter().enumerate() {
@@ -261,12 +266,17 @@ fn run_loops(plans: Vec<UdpPlan>) -> io::Result<Combined> {
         threads: crate::usage::threads(),
     };
     // Wait for the loops, noting the most threads the process had meanwhile.
-    for _ in 0..handles.len() {
-        if finished.recv().is_err() {
-            break;
+    let mut running = handles.len();
+    while running > 0 {
+        match finished.recv_timeout(ticker.interval()) {
+            Ok(()) => running -= 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         combined.threads = combined.threads.max(crate::usage::threads());
+        ticker.tick(progress);
     }
+    ticker.finish(progress);
     for handle in handles {
         let outcome = handle.join().map_err(|_| io::Error::other("a loop thread panicked"))??;
         combined.add(outcome)?;
