@@ -57,7 +57,7 @@
 //! | `handler.rs`, `context.rs` | the API: what the loop tells the application, and what a callback may ask |
 //! | `lifecycle.rs` | the lifecycle log lines, and the names of the traced connections |
 //! | `timer.rs`, `token.rs`, `output.rs`, `stats.rs`, `config.rs`, `handle.rs` | timers, generation-tagged ids, the bounded output queue, counters, settings, the cross-thread handle |
-//! | `sys/` | the few platform calls the loop itself makes (send and receive flags, urgent-data readiness, non-blocking connect) |
+//! | `sys/` | the few platform calls the loop itself makes (send and receive flags, urgent-data readiness, non-blocking connect, batched datagram I/O); `sys/mmsg.rs` holds the crate's only `unsafe`, the `recvmmsg`/`sendmmsg` headers |
 //!
 //! # What the loop guarantees, and what it does not
 //! - Every byte a connection reads reaches [`Handler::on_data`] in order; every byte accepted by
