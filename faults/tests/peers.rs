@@ -426,7 +426,8 @@ fn eintr_signal_storm_surfaces_no_error_and_loses_nothing() {
     let handle = event_loop.handle();
     let (thread_tx, thread_rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
-        thread_tx.send(nix::sys::pthread::pthread_self()).unwrap();
+        // As a number: `pthread_t` is an integer on glibc but a pointer (not `Send`) on musl.
+        thread_tx.send(nix::sys::pthread::pthread_self() as usize).unwrap();
         event_loop.run().map(|()| event_loop.stats().clone())
     });
     let loop_thread = thread_rx.recv().unwrap();
@@ -437,7 +438,10 @@ fn eintr_signal_storm_surfaces_no_error_and_loses_nothing() {
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 // 1,000 a second, aimed at the loop's thread.
-                let _ = nix::sys::pthread::pthread_kill(loop_thread, Signal::SIGUSR1);
+                let _ = nix::sys::pthread::pthread_kill(
+                    loop_thread as nix::sys::pthread::Pthread,
+                    Signal::SIGUSR1,
+                );
                 sent += 1;
                 std::thread::sleep(Duration::from_millis(1));
             }
