@@ -81,6 +81,9 @@ pub(crate) struct Core {
     closing: Vec<(Key, CloseReason)>,
     /// Listeners waiting for a connection to close (at capacity or out of descriptors).
     waiting_listeners: Vec<Key>,
+    /// Entries removed so far: a caller that sees it unchanged across a callback knows its own entry
+    /// is still there without looking it up.
+    removals: u64,
     /// Accepted connections open now, for `max_connections`.
     accepted_open: usize,
     config: Config,
@@ -105,6 +108,7 @@ impl Core {
             ready: VecDeque::new(),
             closing: Vec::new(),
             waiting_listeners: Vec::new(),
+            removals: 0,
             accepted_open: 0,
             config,
             counters: Counters::default(),
@@ -169,6 +173,7 @@ impl Core {
     /// (`ListenerId`, `UdpId`, ...) can only name an entry of that kind.
     pub(crate) fn remove(&mut self, key: Key) -> Option<Entry> {
         self.entry(key)?;
+        self.removals += 1;
         let mut entry = self.slots.remove(key.slot).entry;
         if let Some(source) = entry.source() {
             trace!("deregister {key:?}");
@@ -230,6 +235,12 @@ impl Core {
     #[cfg(target_os = "linux")]
     pub(crate) fn inbox(&mut self) -> &mut Inbox {
         &mut self.inbox
+    }
+
+    /// Entries removed so far (see the field).
+    #[inline]
+    pub(crate) fn removals(&self) -> u64 {
+        self.removals
     }
 
     pub(crate) fn datagram(&mut self, key: Key) -> Option<&mut Datagram> {

@@ -245,10 +245,10 @@ fn read_batches<H: Handler>(core: &mut Core, handler: &mut H, batch: &mut crate:
         };
         datagram.gathering = Some(batch.slots());
         for index in 0..count {
-            let Some((data, received)) = batch.get(index) else { break };
-            let Some(from) = received.from else { continue };
-            deliver(core, handler, key, data, from, received.truncated);
-            if core.datagram(key).is_none() {
+            let Some((data, Some(from), truncated)) = batch.get(index) else { continue };
+            let removals = core.removals();
+            deliver(core, handler, key, data, from, truncated);
+            if core.removals() != removals && core.datagram(key).is_none() {
                 // Closed by a callback: the rest of this batch has nowhere to go.
                 return;
             }

@@ -146,15 +146,6 @@ impl Slots {
     }
 }
 
-/// One datagram of the last receive batch.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Received {
-    /// Its sender; `None` only if the kernel reported an address family that is not IP.
-    pub(crate) from: Option<SocketAddr>,
-    /// The datagram was longer than its slot and was cut short (`MSG_TRUNC`).
-    pub(crate) truncated: bool,
-}
-
 /// The receive side: the slots and the headers that point at them, allocated once per loop.
 pub(crate) struct RecvBatch {
     slot: usize,
@@ -242,9 +233,10 @@ impl RecvBatch {
         Ok(self.count)
     }
 
-    /// Datagram `index` of the last batch: its bytes and what the kernel said about it.
+    /// Datagram `index` of the last batch: its bytes, its sender (`None` if the kernel gave an address
+    /// that is not IP) and whether it was cut short (`MSG_TRUNC`).
     #[inline]
-    pub(crate) fn get(&self, index: usize) -> Option<(&[u8], Received)> {
+    pub(crate) fn get(&self, index: usize) -> Option<(&[u8], Option<SocketAddr>, bool)> {
         if index >= self.count {
             return None;
         }
@@ -253,7 +245,7 @@ impl RecvBatch {
         let start = index * self.slot;
         let data = self.slots.bytes.get(start..start + len)?;
         let from = address_of(self.names.get(index)?, header.msg_hdr.msg_namelen);
-        Some((data, Received { from, truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 }))
+        Some((data, from, header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0))
     }
 
     /// The slots, for the socket that answers this batch (see [`SendBatch::push`]).
@@ -510,9 +502,9 @@ mod tests {
             let Ok(n) = batch.receive(&server) else { continue };
             let slots = batch.slots();
             for i in 0..n {
-                let (data, got) = batch.get(i).unwrap();
-                assert!(gather.push(data, got.from.unwrap(), &slots));
-                assert!(gather.push(b"copied", got.from.unwrap(), &slots));
+                let (data, from, _) = batch.get(i).unwrap();
+                assert!(gather.push(data, from.unwrap(), &slots));
+                assert!(gather.push(b"copied", from.unwrap(), &slots));
             }
             received += n;
             assert_eq!(gather.copies.len(), 6 * n, "only the copied replies take gather bytes");
