@@ -43,13 +43,6 @@ pub(crate) struct Datagram {
     refused: bool,
     /// On the ready list, with datagrams possibly left unread.
     queued: bool,
-    /// A receive batch of this socket is being delivered: sends on it are gathered, and those that
-    /// answer from these receive slots are sent from there.
-    #[cfg(target_os = "linux")]
-    gathering: Option<std::sync::Arc<crate::sys::Slots>>,
-    /// Sends gathered during the current batch; allocated at the first one.
-    #[cfg(target_os = "linux")]
-    gather: Option<Box<crate::sys::SendBatch>>,
 }
 
 impl Datagram {
@@ -70,27 +63,24 @@ impl Datagram {
     }
 }
 
-/// What the loop keeps for receiving datagrams besides its shared read buffer.
+/// What the loop keeps for batched datagram I/O besides its shared read buffer. One socket at a time
+/// is answered (the one whose receive batch is being delivered), so one gather serves them all.
 #[cfg(target_os = "linux")]
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
     /// The receive batch, allocated at the first readable UDP socket; taken out while in use.
     batch: Option<Box<crate::sys::RecvBatch>>,
+    /// The socket being answered, and the receive slots its replies may be sent from.
+    answering: Option<(Key, std::sync::Arc<crate::sys::Slots>)>,
+    /// Sends on that socket, gathered for one `sendmmsg`; allocated at the first one.
+    gather: Option<Box<crate::sys::SendBatch>>,
 }
 
 /// Binds a UDP socket in the loop (see [`Context::bind_udp`](crate::Context::bind_udp)).
 pub(crate) fn bind(core: &mut Core, addr: SocketAddr) -> io::Result<UdpId> {
     let socket = UdpSocket::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))?;
-    let datagram = Datagram {
-        socket,
-        refused: false,
-        queued: false,
-        #[cfg(target_os = "linux")]
-        gathering: None,
-        #[cfg(target_os = "linux")]
-        gather: None,
-    };
+    let datagram = Datagram { socket, refused: false, queued: false };
     core.insert(Entry::Udp(datagram), Interest::READABLE | Interest::WRITABLE).map(UdpId)
 }
 
@@ -121,46 +111,68 @@ fn refusal(error: &io::Error) -> bool {
 }
 
 /// Gathers a send made while the socket's receive batch is delivered; false when the socket is not
-/// gathering (send it now). A full gather is flushed first, so order is kept.
+/// being answered (send it now). A full gather is flushed first, so order is kept. The socket needs no
+/// lookup: the one being answered is open (closing it ends the answering).
 #[cfg(target_os = "linux")]
 #[inline]
 fn gather(core: &mut Core, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Result<bool> {
-    let datagram = open(core, socket)?;
-    let Some(slots) = &datagram.gathering else { return Ok(false) };
-    let batch = datagram.gather.get_or_insert_with(Box::default);
+    let inbox = core.inbox();
+    let Some((key, slots)) = &inbox.answering else { return Ok(false) };
+    if *key != socket.0 {
+        return Ok(false);
+    }
+    let batch = inbox.gather.get_or_insert_with(Box::default);
     if batch.push(data, to, slots) {
         return Ok(true);
     }
-    flush(core, socket.0);
-    let Some(datagram) = core.datagram(socket.0) else { return Ok(false) };
-    let (Some(batch), Some(slots)) = (datagram.gather.as_mut(), &datagram.gathering) else {
-        return Ok(false);
-    };
+    flush(core);
+    let inbox = core.inbox();
+    let (Some(batch), Some((_, slots))) = (inbox.gather.as_mut(), &inbox.answering) else { return Ok(false) };
     Ok(batch.push(data, to, slots))
 }
 
-/// Sends what the socket gathered, with one `sendmmsg` where the kernel takes it all, and counts the
-/// outcome. A refusal with `EAGAIN` is reported at the next writable edge, as for a single send.
+/// Sends what the socket being answered gathered, with one `sendmmsg` where the kernel takes it all,
+/// and counts the outcome. A refusal with `EAGAIN` is reported at the next writable edge, as for a
+/// single send.
 #[cfg(target_os = "linux")]
-fn flush(core: &mut Core, key: Key) {
-    let Some(datagram) = core.datagram(key) else { return };
-    let Some(batch) = datagram.gather.as_mut() else { return };
-    if batch.is_empty() {
+fn flush(core: &mut Core) {
+    let inbox = core.inbox();
+    let (Some((key, slots)), Some(mut batch)) = (inbox.answering.clone(), inbox.gather.take()) else {
         return;
+    };
+    if !batch.is_empty() {
+        let flushed = match core.datagram(key) {
+            Some(datagram) => {
+                let flushed = batch.flush(&datagram.socket, Some(&slots));
+                datagram.refused |= flushed.would_block;
+                flushed
+            }
+            // Not reached: closing the socket flushes first and ends the answering.
+            None => batch.discard(),
+        };
+        let counters = core.counters_mut();
+        counters.datagrams_out += flushed.sent;
+        counters.bytes_out += flushed.bytes;
+        counters.datagrams_refused += flushed.refused;
+        counters.datagrams_failed += flushed.failed;
     }
-    let flushed = batch.flush(&datagram.socket, datagram.gathering.as_deref());
-    datagram.refused |= flushed.would_block;
-    let counters = core.counters_mut();
-    counters.datagrams_out += flushed.sent;
-    counters.bytes_out += flushed.bytes;
-    counters.datagrams_refused += flushed.refused;
-    counters.datagrams_failed += flushed.failed;
+    core.inbox().gather = Some(batch);
+}
+
+/// Ends the answering of the socket whose batch was delivered (or that closed): its gather is sent
+/// and the receive slots are free to be received into again.
+#[cfg(target_os = "linux")]
+fn end_answering(core: &mut Core) {
+    flush(core);
+    core.inbox().answering = None;
 }
 
 /// Closes a UDP socket, after sending what it gathered.
 pub(crate) fn close(core: &mut Core, socket: UdpId) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    flush(core, socket.0);
+    if core.inbox().answering.as_ref().is_some_and(|(key, _)| *key == socket.0) {
+        end_answering(core);
+    }
     core.remove(socket.0).map(drop).ok_or_else(|| closed(socket))
 }
 
@@ -243,7 +255,7 @@ fn read_batches<H: Handler>(core: &mut Core, handler: &mut H, batch: &mut crate:
                 continue;
             }
         };
-        datagram.gathering = Some(batch.slots());
+        core.inbox().answering = Some((key, batch.slots()));
         for index in 0..count {
             let Some((data, Some(from), truncated)) = batch.get(index) else { continue };
             let removals = core.removals();
@@ -253,10 +265,7 @@ fn read_batches<H: Handler>(core: &mut Core, handler: &mut H, batch: &mut crate:
                 return;
             }
         }
-        flush(core, key);
-        if let Some(datagram) = core.datagram(key) {
-            datagram.gathering = None;
-        }
+        end_answering(core);
         taken += count;
         if count < DATAGRAM_BATCH {
             return;

@@ -317,3 +317,64 @@ fn replies_gathered_before_a_close_in_the_same_callback_are_sent() {
     assert!(peer.recv_from(&mut [0; 128]).is_err(), "a reply arrived for a datagram after the close");
     assert_eq!(event_loop.stats().datagrams_out, 6);
 }
+
+/// Answers each datagram on the socket it came in on, and also through `other`.
+struct TwoSockets {
+    other: Option<UdpId>,
+    received: u64,
+}
+
+impl Handler for TwoSockets {
+    type Message = ();
+    fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, _: &[u8]) -> Next {
+        Next::Continue
+    }
+    fn on_datagram(&mut self, ctx: &mut Context<'_>, socket: UdpId, data: &[u8], from: SocketAddr) {
+        self.received += 1;
+        ctx.send_to(socket, data, from).unwrap();
+        if let Some(other) = self.other.filter(|o| *o != socket) {
+            ctx.send_to(other, data, from).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_send_on_another_socket_while_answering_goes_out_from_that_socket() {
+    util::init();
+    let handler = TwoSockets { other: None, received: 0 };
+    let mut event_loop = EventLoop::new(Config::default(), handler).unwrap();
+    let mut ctx = event_loop.context();
+    let first = ctx.bind_udp(util::any_local_address()).unwrap();
+    let second = ctx.bind_udp(util::any_local_address()).unwrap();
+    let (first_addr, second_addr) = (ctx.local_addr(first).unwrap(), ctx.local_addr(second).unwrap());
+    event_loop.handler_mut().other = Some(second);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for seq in 0..10 {
+        peer.send_to(&numbered(seq, 20), first_addr).unwrap();
+    }
+    for _ in 0..200 {
+        if event_loop.handler().received == 10 {
+            break;
+        }
+        event_loop.run_once(Some(Duration::from_millis(20))).unwrap();
+    }
+    assert_eq!(event_loop.handler().received, 10);
+    let mut from_first = Vec::new();
+    let mut from_second = Vec::new();
+    for _ in 0..20 {
+        let mut reply = [0; 64];
+        let (len, from) = peer.recv_from(&mut reply).unwrap();
+        let seq = u32::from_be_bytes(reply[..4].try_into().unwrap());
+        assert_eq!(&reply[..len], &numbered(seq, 20)[..]);
+        match from {
+            a if a == first_addr => from_first.push(seq),
+            a if a == second_addr => from_second.push(seq),
+            other => panic!("a reply from {other}"),
+        }
+    }
+    // Each socket's replies in order; the second socket's went out at once, not with the first's gather.
+    assert_eq!(from_first, (0..10).collect::<Vec<_>>());
+    assert_eq!(from_second, (0..10).collect::<Vec<_>>());
+    assert_eq!(event_loop.stats().datagrams_out, 20);
+}

@@ -17,7 +17,7 @@
 //!
 //! A reply that is a received datagram, answered as it stands, is not copied: its gather entry names the
 //! slot, and the `iovec` points there when the gather is sent. The receive buffer is shared (an [`Arc`])
-//! with the socket whose batch is being answered, and is received into only when nothing else holds
+//! with the loop while it answers the batch's socket, and is received into only when nothing else holds
 //! it, so a slot cannot change under a reply waiting to go out.
 //!
 //! Addresses are kept as `sockaddr_in6`, which holds a `sockaddr_in` in its first 16 bytes: the family
@@ -278,7 +278,7 @@ enum Source {
     Received(usize),
 }
 
-/// The send side of one socket: datagrams gathered while the loop delivers a receive batch, sent with
+/// The send side, one per loop: datagrams gathered while the loop delivers a socket's receive batch, sent with
 /// one `sendmmsg` when the batch ends or when this one is full.
 pub(crate) struct SendBatch {
     /// Datagrams gathered.
@@ -377,6 +377,14 @@ impl SendBatch {
         self.copies.clear();
         self.len = 0;
         flushed
+    }
+
+    /// Empties the batch without sending, counting every datagram in it as failed.
+    pub(crate) fn discard(&mut self) -> Flushed {
+        let failed = self.len as u64;
+        self.copies.clear();
+        self.len = 0;
+        Flushed { failed, ..Flushed::default() }
     }
 
     /// Points each `iovec` at its datagram's bytes; false (and nothing to send) if one is not where
