@@ -82,7 +82,8 @@ pub(crate) struct Core {
     /// Listeners waiting for a connection to close (at capacity or out of descriptors).
     waiting_listeners: Vec<Key>,
     /// Entries removed so far: a caller that sees it unchanged across a callback knows its own entry
-    /// is still there without looking it up.
+    /// is still there without looking it up (the batched UDP path, on Linux).
+    #[cfg(target_os = "linux")]
     removals: u64,
     /// Accepted connections open now, for `max_connections`.
     accepted_open: usize,
@@ -108,6 +109,7 @@ impl Core {
             ready: VecDeque::new(),
             closing: Vec::new(),
             waiting_listeners: Vec::new(),
+            #[cfg(target_os = "linux")]
             removals: 0,
             accepted_open: 0,
             config,
@@ -173,7 +175,10 @@ impl Core {
     /// (`ListenerId`, `UdpId`, ...) can only name an entry of that kind.
     pub(crate) fn remove(&mut self, key: Key) -> Option<Entry> {
         self.entry(key)?;
-        self.removals += 1;
+        #[cfg(target_os = "linux")]
+        {
+            self.removals += 1;
+        }
         let mut entry = self.slots.remove(key.slot).entry;
         if let Some(source) = entry.source() {
             trace!("deregister {key:?}");
@@ -238,6 +243,7 @@ impl Core {
     }
 
     /// Entries removed so far (see the field).
+    #[cfg(target_os = "linux")]
     #[inline]
     pub(crate) fn removals(&self) -> u64 {
         self.removals
