@@ -17,6 +17,8 @@ pub struct Context<'a> {
     pub sources: u64,
     /// Listen-queue counters at the start and end of the run.
     pub listen: (Option<ListenCounters>, Option<ListenCounters>),
+    /// The target's server runs on this machine, so the listen-queue counters above are its own.
+    pub server_here: bool,
 }
 
 impl Context<'_> {
@@ -61,8 +63,17 @@ impl Context<'_> {
                      {drops}: the server's accept queue is full (somaxconn {})",
                     env.somaxconn.map_or("unknown".to_owned(), |v| v.to_string())
                 ),
-                _ => "SYNs went unanswered: the listen backlog is likely full, or the server is slow or \
-                      unreachable"
+                // The counters are the server's own and stayed still. A full accept queue and a full SYN
+                // queue both raise them, so blaming the backlog would send the reader the wrong way.
+                Some(_) if self.server_here => {
+                    "SYNs went unanswered, but ListenOverflows and ListenDrops did \
+                     not rise on this machine, where the server runs: its accept queue was never full. The \
+                     handshakes took longer than --connect-timeout (a machine too busy to answer in time), \
+                     or the SYNs were lost on the way (a queue or a route), not at the listener"
+                        .to_owned()
+                }
+                _ => "SYNs went unanswered: the server's accept queue may be full (its host's \
+                      ListenOverflows would say), or the server is slow or unreachable"
                     .to_owned(),
             },
             ErrorKind::Errno(ECONNRESET | EPIPE) => "the server reset connections it had accepted".to_owned(),
@@ -152,4 +163,35 @@ pub fn server_limit(limit: &str, server: &TargetServer) -> Option<String> {
             server.who()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(overflows: u64, drops: u64) -> Option<ListenCounters> {
+        Some(ListenCounters { overflows, drops })
+    }
+
+    #[test]
+    fn connect_timeouts_blame_the_accept_queue_only_when_its_counters_rose_or_are_unknown() {
+        let env = Environment::capture();
+        let context = |listen, server_here| Context { env: &env, sources: 0, listen, server_here };
+        let timeouts = |c: &Context<'_>| c.meaning(ErrorKind::TimedOut);
+        // Overflows counted: the queue was full.
+        let full = context((counters(5, 5), counters(9, 12)), true);
+        assert!(
+            timeouts(&full).contains("ListenOverflows rose by 4 and ListenDrops by 7"),
+            "{}",
+            timeouts(&full)
+        );
+        // The server's own counters stood still: not the queue.
+        let still = context((counters(5, 5), counters(5, 5)), true);
+        assert!(timeouts(&still).contains("its accept queue was never full"), "{}", timeouts(&still));
+        assert!(!timeouts(&still).contains("may be full"), "{}", timeouts(&still));
+        // Another host's counters, or none: the queue stays a suspect.
+        for unknown in [context((counters(5, 5), counters(5, 5)), false), context((None, None), true)] {
+            assert!(timeouts(&unknown).contains("may be full"), "{}", timeouts(&unknown));
+        }
+    }
 }

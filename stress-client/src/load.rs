@@ -168,6 +168,7 @@ fn measure(
         env: &environment,
         sources: sources.len() as u64,
         listen: (listen_before, hostinfo::listen_counters()),
+        server_here: load.target.addr().is_none_or(|a| crate::target_process::is_local(a.ip())),
     };
     let mut report = Report {
         command: command.to_owned(),

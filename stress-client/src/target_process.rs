@@ -189,7 +189,7 @@ fn interval(took: Duration) -> Duration {
 }
 
 /// An address is this machine's when a socket can be bound to it.
-fn is_local(ip: IpAddr) -> bool {
+pub(crate) fn is_local(ip: IpAddr) -> bool {
     ip.is_loopback() || TcpListener::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
