@@ -37,6 +37,7 @@ pub mod process;
 mod resolve;
 mod sock_diag;
 mod udp_counters;
+pub mod utc;
 
 pub use errno::errno_name;
 pub use fd_limit::{FdLimit, fd_limit, raise_fd_limit, raise_hard_fd_limit};

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hostinfo::utc::{civil_from_days, days_from_civil, days_in_month};
+
 /// How far in the past a start may lie and still be taken as "now": the children of `--processes`
 /// parse the same time a moment after the parent, and a scheduler may start a client a little late.
 pub const PAST_TOLERANCE: Duration = Duration::from_secs(1);
@@ -89,27 +91,6 @@ fn rfc3339(text: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(whole) + Duration::from_secs_f64(fraction))
 }
 
-fn days_in_month(year: u64, month: u64) -> u64 {
-    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to a date of 1970 or later (the proleptic Gregorian calendar, counted in
-/// 400-year eras that start on March 1st, so that the leap day ends the year).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 /// Unix seconds as RFC 3339 in UTC to the ms (`2026-12-02T05:00:00.250Z`), the form `--start-at`
 /// takes, for the readable summary.
 pub fn rfc3339_of(seconds: f64) -> String {
@@ -119,20 +100,6 @@ pub fn rfc3339_of(seconds: f64) -> String {
     let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
     let (second, milli) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
-}
-
-/// The date `days` after 1970-01-01: the inverse of [`days_from_civil`], in the same eras.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// `at` on the monotonic clock the run uses (now, if it has passed).
