@@ -74,18 +74,8 @@ pub fn run(plans: Vec<Plan>, progress: &Progress, ticker: &mut Ticker<'_>) -> io
         threads.push(thread);
     }
     drop(done);
-    let mut combined = Combined { threads: crate::usage::threads(), ..Combined::default() };
-    let mut running = threads.len();
-    while running > 0 {
-        match finished.recv_timeout(ticker.interval()) {
-            Ok(()) => running -= 1,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        combined.threads = combined.threads.max(crate::usage::threads());
-        ticker.tick(progress);
-    }
-    ticker.finish(progress);
+    let peak_threads = crate::progress::wait_for_workers(&finished, threads.len(), progress, ticker);
+    let mut combined = Combined { threads: peak_threads, ..Combined::default() };
     for thread in threads {
         let outcome: io::Result<Outcome> =
             thread.join().map_err(|_| io::Error::other("a loop thread panicked"))?;

@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::error_kind::ErrorCounts;
@@ -179,4 +179,27 @@ impl<'a> Ticker<'a> {
             eprintln!();
         }
     }
+}
+
+/// Waits until `workers` threads have each sent once on `finished` (or all senders are gone), ticking
+/// the progress line meanwhile, then ends it. Returns the most threads the process had while waiting.
+pub fn wait_for_workers(
+    finished: &mpsc::Receiver<()>,
+    workers: usize,
+    progress: &Progress,
+    ticker: &mut Ticker<'_>,
+) -> u64 {
+    let mut peak_threads = crate::usage::threads();
+    let mut running = workers;
+    while running > 0 {
+        match finished.recv_timeout(ticker.interval()) {
+            Ok(()) => running -= 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        peak_threads = peak_threads.max(crate::usage::threads());
+        ticker.tick(progress);
+    }
+    ticker.finish(progress);
+    peak_threads
 }

@@ -253,6 +253,7 @@ fn run_loops(plans: Vec<UdpPlan>, progress: &Progress, ticker: &mut Ticker<'_>) 
         })?);
     }
     drop(done);
+    let threads = crate::progress::wait_for_workers(&finished, handles.len(), progress, ticker);
     let mut combined = Combined {
         counts: Counts::default(),
         latency: tally::histogram(),
@@ -263,20 +264,8 @@ fn run_loops(plans: Vec<UdpPlan>, progress: &Progress, ticker: &mut Ticker<'_>) 
         from: None,
         usage: Window::default(),
         drops: Ok(0),
-        threads: crate::usage::threads(),
+        threads,
     };
-    // Wait for the loops, noting the most threads the process had meanwhile.
-    let mut running = handles.len();
-    while running > 0 {
-        match finished.recv_timeout(ticker.interval()) {
-            Ok(()) => running -= 1,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        combined.threads = combined.threads.max(crate::usage::threads());
-        ticker.tick(progress);
-    }
-    ticker.finish(progress);
     for handle in handles {
         let outcome = handle.join().map_err(|_| io::Error::other("a loop thread panicked"))??;
         combined.add(outcome)?;
