@@ -137,26 +137,27 @@ fn gather(core: &mut Core, socket: UdpId, data: &[u8], to: SocketAddr) -> io::Re
 #[cfg(target_os = "linux")]
 fn flush(core: &mut Core) {
     let inbox = core.inbox();
-    let (Some((key, slots)), Some(mut batch)) = (inbox.answering.clone(), inbox.gather.take()) else {
+    let Some(mut batch) = inbox.gather.take_if(|batch| !batch.is_empty()) else { return };
+    let Some((key, slots)) = inbox.answering.take() else {
+        inbox.gather = Some(batch);
         return;
     };
-    if !batch.is_empty() {
-        let flushed = match core.datagram(key) {
-            Some(datagram) => {
-                let flushed = batch.flush(&datagram.socket, Some(&slots));
-                datagram.refused |= flushed.would_block;
-                flushed
-            }
-            // Not reached: closing the socket flushes first and ends the answering.
-            None => batch.discard(),
-        };
-        let counters = core.counters_mut();
-        counters.datagrams_out += flushed.sent;
-        counters.bytes_out += flushed.bytes;
-        counters.datagrams_refused += flushed.refused;
-        counters.datagrams_failed += flushed.failed;
-    }
-    core.inbox().gather = Some(batch);
+    let flushed = match core.datagram(key) {
+        Some(datagram) => {
+            let flushed = batch.flush(&datagram.socket, &slots);
+            datagram.refused |= flushed.would_block;
+            flushed
+        }
+        // Not reached: closing the socket flushes first and ends the answering.
+        None => batch.discard(),
+    };
+    let counters = core.counters_mut();
+    counters.datagrams_out += flushed.sent;
+    counters.bytes_out += flushed.bytes;
+    counters.datagrams_refused += flushed.refused;
+    counters.datagrams_failed += flushed.failed;
+    let inbox = core.inbox();
+    (inbox.gather, inbox.answering) = (Some(batch), Some((key, slots)));
 }
 
 /// Ends the answering of the socket whose batch was delivered (or that closed): its gather is sent

@@ -372,7 +372,7 @@ impl SendBatch {
     /// empties the batch whatever happened. `received` are the slots given to [`push`](Self::push).
     /// A partial `sendmmsg` is followed by another from the first datagram not taken; a refusal drops
     /// the rest of the batch; another error drops only the datagram it names.
-    pub(crate) fn flush(&mut self, socket: &impl AsRawFd, received: Option<&Slots>) -> Flushed {
+    pub(crate) fn flush(&mut self, socket: &impl AsRawFd, received: &Slots) -> Flushed {
         let flushed = self.send(socket, received);
         self.copies.clear();
         self.len = 0;
@@ -389,13 +389,12 @@ impl SendBatch {
 
     /// Points each `iovec` at its datagram's bytes; false (and nothing to send) if one is not where
     /// its source says, which only slots other than those given to [`push`](Self::push) could cause.
-    fn aim(&mut self, received: Option<&Slots>) -> bool {
+    fn aim(&mut self, received: &Slots) -> bool {
         let count = self.len.min(BATCH);
         for (source, iovec) in self.sources[..count].iter().zip(self.iovecs[..count].iter_mut()) {
-            let (bytes, offset) = match (*source, received) {
-                (Source::Copied(offset), _) => (self.copies.as_slice(), offset),
-                (Source::Received(offset), Some(slots)) => (slots.bytes.as_slice(), offset),
-                (Source::Received(_), None) => return false,
+            let (bytes, offset) = match *source {
+                Source::Copied(offset) => (self.copies.as_slice(), offset),
+                Source::Received(offset) => (received.bytes.as_slice(), offset),
             };
             let Some(data) = bytes.get(offset..offset + iovec.iov_len) else { return false };
             // The kernel only reads through it.
@@ -404,7 +403,7 @@ impl SendBatch {
         true
     }
 
-    fn send(&mut self, socket: &impl AsRawFd, received: Option<&Slots>) -> Flushed {
+    fn send(&mut self, socket: &impl AsRawFd, received: &Slots) -> Flushed {
         let count = self.len.min(BATCH);
         let mut flushed = Flushed::default();
         if count == 0 {
@@ -516,7 +515,7 @@ mod tests {
             }
             received += n;
             assert_eq!(gather.copies.len(), 6 * n, "only the copied replies take gather bytes");
-            let flushed = gather.flush(&server, Some(&slots));
+            let flushed = gather.flush(&server, &slots);
             assert_eq!((flushed.sent, flushed.bytes), (2 * n as u64, 16 * n as u64));
         }
         let mut replies = Vec::new();
