@@ -16,6 +16,7 @@
 //! | `resolve` | [`resolve`]: the addresses of `HOST:PORT` | every Unix |
 //! | [`process`] | memory, threads, CPU time, descriptors of one process from `/proc/PID` | Linux only |
 //! | [`kernel_memory`] | slab memory and the TCP line of `/proc/net/sockstat` | Linux only |
+//! | [`utc`] | the wall clock as UTC dates (reports' dates, `--start-at`): conversions, no reading | everywhere |
 //!
 //! Readers of text files never fail on their content: a missing or malformed field (another kernel, a
 //! container that hides part of `/proc`) reads as absent. They describe; callers decide what an absent
